@@ -1,0 +1,14 @@
+# The commands a newcomer needs. Everything they install goes into
+# ~/.cache/sicantik_connector (override with SICANTIK_CACHE).
+PYTHON ?= python3
+
+.PHONY: run test bench kill-test
+
+run:  ## Odoo 18 on 127.0.0.1:8069 with the addon, plus the SICANTIK sandbox
+	$(PYTHON) dev/devtool.py run
+
+test:  ## pure-Python tier, static checks, Odoo tier
+	$(PYTHON) dev/devtool.py test
+
+bench:  ## benchmarks, one line each, ending in ratio=
+	$(PYTHON) dev/devtool.py bench

@@ -1,0 +1,605 @@
+#!/usr/bin/env python3
+"""Developer commands behind the Makefile: test, run, bench.
+
+Runs with any Python 3.8+ and the standard library only; everything else
+(Odoo's requirements, pytest, linters) goes into one virtual environment in
+a cache folder, so a fresh machine needs nothing but Python, git and a
+PostgreSQL server.
+
+Odoo 18 comes from, in this order: a Python given as ODOO_PYTHON (or the
+`python3` on PATH) that can already `import odoo`; a source tree in
+ODOO_SRC or the cache folder; a shallow clone of the official 18.0 branch
+into the cache folder. When none of these works the command says what is
+missing.
+"""
+
+import argparse
+import hashlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ADDON = "sicantik_connector"
+CACHE = Path(
+    os.environ.get("SICANTIK_CACHE") or Path.home() / ".cache" / "sicantik_connector"
+)
+VENV = CACHE / "venv"
+VENV_PY = VENV / "bin" / "python"
+ODOO_SRC = Path(os.environ.get("ODOO_SRC") or CACHE / "odoo-18.0")
+ODOO_GIT = "https://github.com/odoo/odoo.git"
+DATA_DIR = CACHE / "odoo-data"
+DEV = ROOT / "dev"
+SANDBOX_PORT = int(os.environ.get("SANDBOX_PORT", "8765"))
+ODOO_PORT = int(os.environ.get("ODOO_PORT", "8069"))
+
+
+def say(msg):
+    print(msg, flush=True)
+
+
+def die(msg):
+    say(f"error: {msg}")
+    sys.exit(2)
+
+
+def run(cmd, **kw):
+    return subprocess.run([str(c) for c in cmd], check=False, **kw)
+
+
+def quiet_ok(cmd, timeout=120):
+    try:
+        return (
+            run(
+                cmd,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=timeout,
+            ).returncode
+            == 0
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+# --------------------------------------------------------------------------
+# Environment
+# --------------------------------------------------------------------------
+
+
+def _stamp_ok(name, *files):
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(Path(f).read_bytes() if Path(f).exists() else b"-")
+    stamp = VENV / f".stamp-{name}"
+    value = digest.hexdigest()
+    return stamp, value, stamp.exists() and stamp.read_text() == value
+
+
+def _pip(*args):
+    res = run(
+        [VENV_PY, "-m", "pip", "install", "-q", "--disable-pip-version-check", *args]
+    )
+    return res.returncode == 0
+
+
+def ensure_venv():
+    """Create the cache venv and install the test tools into it (once)."""
+    if not VENV_PY.exists():
+        base = os.environ.get("ODOO_PYTHON") or sys.executable
+        # A base Python that already imports Odoo lends it to the venv.
+        system_site = quiet_ok([base, "-c", "import odoo"])
+        say(
+            f"setup: creating {VENV}"
+            + (" (with the Odoo found in " + base + ")" if system_site else "")
+        )
+        VENV.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [base, "-m", "venv", VENV] + (
+            ["--system-site-packages"] if system_site else []
+        )
+        if run(cmd).returncode != 0:
+            die(
+                f"could not create a virtual environment with {base} "
+                "(is python3-venv installed?)"
+            )
+        _pip("--upgrade", "pip", "setuptools<81", "wheel")
+    reqs = DEV / "requirements-dev.txt"
+    cons = DEV / "odoo-constraints.txt"
+    stamp, value, ok = _stamp_ok("dev", reqs, cons)
+    if not ok:
+        say("setup: installing the test tools (pytest, ruff, pylint-odoo)")
+        if not _pip("-r", reqs, "-c", cons):
+            die("could not install the test tools from PyPI (see pip's message above)")
+        stamp.write_text(value)
+    return VENV_PY
+
+
+def _odoo_tree_ok(src):
+    return (src / "odoo-bin").exists() and (src / "odoo" / "release.py").exists()
+
+
+def _odoo_series(py):
+    res = run(
+        [py, "-c", "import odoo.release as r; print(r.serie)"],
+        capture_output=True,
+        text=True,
+    )
+    return res.stdout.strip() if res.returncode == 0 else None
+
+
+def ensure_odoo(py, allow_clone=True):
+    """Make `import odoo` work in the venv.
+
+    Returns (command that starts Odoo, None) or (None, why it cannot)."""
+    series = _odoo_series(py)
+    if series and series != "18.0":
+        return None, f"the Odoo found is {series}, this addon needs 18.0"
+    if not series:
+        if not _odoo_tree_ok(ODOO_SRC):
+            if not allow_clone:
+                return None, f"no Odoo 18 importable and no source tree in {ODOO_SRC}"
+            say(f"setup: no Odoo 18 found; cloning the 18.0 branch into {ODOO_SRC}")
+            res = run(
+                [
+                    "git",
+                    "clone",
+                    "--depth",
+                    "1",
+                    "--branch",
+                    "18.0",
+                    ODOO_GIT,
+                    ODOO_SRC,
+                ],
+                timeout=1800,
+            )
+            if res.returncode != 0 or not _odoo_tree_ok(ODOO_SRC):
+                shutil.rmtree(ODOO_SRC, ignore_errors=True)
+                return None, (
+                    f"Odoo 18 is not importable and cloning {ODOO_GIT} failed; "
+                    f"put an Odoo 18.0 source tree in {ODOO_SRC} (or set ODOO_SRC)"
+                )
+        req = ODOO_SRC / "requirements.txt"
+        stamp, value, ok = _stamp_ok("odoo", req, DEV / "odoo-constraints.txt")
+        if not ok:
+            say(f"setup: installing Odoo's requirements from {req}")
+            clean = CACHE / "odoo-requirements.txt"
+            # Some trees ship CRLF files; pip wants plain lines.
+            clean.write_text(req.read_text(errors="replace").replace("\r", ""))
+            if not _pip("-r", clean, "-c", DEV / "odoo-constraints.txt"):
+                return (
+                    None,
+                    "installing Odoo's Python requirements failed (see pip above)",
+                )
+            stamp.write_text(value)
+        site = run(
+            [py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        Path(site, "odoo18-source.pth").write_text(f"{ODOO_SRC}\n")
+        series = _odoo_series(py)
+        if series != "18.0":
+            return None, f"Odoo in {ODOO_SRC} does not import as 18.0 (got {series})"
+    odoo_dir = Path(
+        run(
+            [py, "-c", "import odoo, os; print(os.path.dirname(odoo.__file__))"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
+    odoo_bin = odoo_dir.parent / "odoo-bin"
+    # An installed (pip/deb) Odoo has no odoo-bin beside it: use its CLI module.
+    return ([py, odoo_bin] if odoo_bin.exists() else [py, "-m", "odoo"]), None
+
+
+def addons_path(py):
+    """Odoo's own addons folders plus a folder where this checkout is named
+    `sicantik_connector`, whatever the checkout folder is called."""
+    link_home = CACHE / "addons" / hashlib.sha1(str(ROOT).encode()).hexdigest()[:12]
+    link_home.mkdir(parents=True, exist_ok=True)
+    link = link_home / ADDON
+    if link.is_symlink() and Path(os.readlink(link)) != ROOT:
+        link.unlink()
+    if not link.exists():
+        link.symlink_to(ROOT, target_is_directory=True)
+    odoo_dir = Path(
+        run(
+            [py, "-c", "import odoo, os; print(os.path.dirname(odoo.__file__))"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
+    paths = [odoo_dir / "addons"]
+    if (odoo_dir.parent / "addons").is_dir():
+        paths.insert(0, odoo_dir.parent / "addons")
+    paths.append(link_home)
+    return ",".join(str(p) for p in paths), link
+
+
+def postgres_problem(py):
+    probe = (
+        "import psycopg2\n"
+        "psycopg2.connect(dbname='postgres', connect_timeout=5).close()\n"
+    )
+    res = run([py, "-c", probe], capture_output=True, text=True, timeout=30)
+    if res.returncode == 0:
+        return None
+    last = (res.stderr.strip().splitlines() or ["no answer"])[-1]
+    return f"PostgreSQL does not answer ({last}); start it or set PGHOST/PGPORT/PGUSER"
+
+
+def drop_db(py, name):
+    code = (
+        "import psycopg2, sys\n"
+        "c = psycopg2.connect(dbname='postgres'); c.autocommit = True\n"
+        "c.cursor().execute(\n"
+        "    'DROP DATABASE IF EXISTS \"%s\" WITH (FORCE)' % sys.argv[1])\n"
+    )
+    run([py, "-c", code, name])
+    shutil.rmtree(DATA_DIR / "filestore" / name, ignore_errors=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------
+# Test tiers
+# --------------------------------------------------------------------------
+
+
+class Tally:
+    def __init__(self, name):
+        self.name, self.passed, self.failed, self.skipped = name, 0, 0, 0
+        self.skip_reason = None
+
+    def line(self):
+        if self.skip_reason:
+            return f"{self.name} tier: skipped ({self.skip_reason})"
+        text = f"{self.name} tier: {self.passed} passed, {self.failed} failed"
+        return text + (f", {self.skipped} skipped" if self.skipped else "")
+
+
+def tier_pure(py):
+    tally = Tally("pure")
+    report = CACHE / f"pure-{os.getpid()}.xml"
+    say("== pure tier: pytest tests/pure (no Odoo)")
+    # Run from inside tests/pure: the addon root has an __init__ that needs Odoo.
+    res = run(
+        [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}"],
+        cwd=ROOT / "tests" / "pure",
+    )
+    if not report.exists():
+        tally.failed = 1
+        say(f"pytest did not run (exit {res.returncode})")
+        return tally
+    suite = ET.parse(report).getroot()
+    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+    total = int(suite.get("tests", 0))
+    bad = int(suite.get("failures", 0)) + int(suite.get("errors", 0))
+    tally.skipped = int(suite.get("skipped", 0))
+    tally.failed = bad
+    tally.passed = total - bad - tally.skipped
+    report.unlink()
+    if res.returncode not in (0, 1) and not bad:
+        tally.failed += 1  # pytest itself broke (usage error, crash, no tests)
+    if total == 0:
+        tally.failed += 1
+        say("no pure test ran")
+    return tally
+
+
+def _manifest():
+    import ast
+
+    return ast.literal_eval((ROOT / "__manifest__.py").read_text())
+
+
+def check_xml():
+    bad = []
+    for path in sorted(ROOT.rglob("*.xml")):
+        if any(part.startswith(".") for part in path.relative_to(ROOT).parts):
+            continue
+        try:
+            ET.parse(path)
+        except ET.ParseError as err:
+            bad.append(f"{path.relative_to(ROOT)}: {err}")
+    return bad
+
+
+def check_manifest():
+    manifest = _manifest()
+    problems = []
+    listed = set()
+    for key in ("data", "demo"):
+        for rel in manifest.get(key, []):
+            listed.add(rel)
+            if not (ROOT / rel).is_file():
+                problems.append(f"{key} file listed in the manifest is missing: {rel}")
+    for folder in ("data", "views", "security", "wizards"):
+        for path in sorted((ROOT / folder).glob("*")):
+            rel = path.relative_to(ROOT).as_posix()
+            if path.suffix in (".xml", ".csv") and rel not in listed:
+                problems.append(f"{rel} exists but the manifest does not load it")
+    if manifest.get("version") != "18.0.1.0.0" and not re.fullmatch(
+        r"18\.0\.\d+\.\d+\.\d+", manifest.get("version", "")
+    ):
+        problems.append("manifest version must be 18.0.x.y.z")
+    icon = ROOT / "static" / "description" / "icon.png"
+    if not icon.is_file():
+        problems.append("static/description/icon.png is missing")
+    return problems
+
+
+def tier_static(py, link):
+    tally = Tally("static")
+    bindir = Path(py).parent
+    say("== static tier: ruff, ruff format, pylint-odoo, XML, manifest")
+    checks = [
+        (
+            "ruff",
+            lambda: run([bindir / "ruff", "check", "."], cwd=ROOT).returncode == 0,
+        ),
+        (
+            "ruff format",
+            lambda: run(
+                [bindir / "ruff", "format", "--check", "."], cwd=ROOT
+            ).returncode
+            == 0,
+        ),
+        (
+            "pylint-odoo",
+            lambda: run(
+                [py, "-m", "pylint", f"--rcfile={ROOT / '.pylintrc'}", link.name],
+                cwd=link.parent,
+            ).returncode
+            == 0,
+        ),
+    ]
+    for name, check in checks:
+        ok = check()
+        say(f"{name}: {'ok' if ok else 'FAILED'}")
+        tally.passed += ok
+        tally.failed += not ok
+    for name, problems in (("xml", check_xml()), ("manifest", check_manifest())):
+        for problem in problems:
+            say(f"{name}: {problem}")
+        say(f"{name}: {'ok' if not problems else 'FAILED'}")
+        tally.passed += not problems
+        tally.failed += bool(problems)
+    return tally
+
+
+LOG_LINE = re.compile(
+    r"^\S+ \S+ \d+ (?P<level>[A-Z]+) (?P<db>\S+) (?P<logger>[\w.]+): "
+)
+RESULT_LINE = re.compile(
+    r"odoo\.tests\.result: (\d+) failed, (\d+) error\(s\) of (\d+) tests when loading"
+)
+
+
+def tier_odoo(py, allow_clone=True):
+    tally = Tally("odoo")
+    odoo, why = ensure_odoo(py, allow_clone=allow_clone)
+    why = why or postgres_problem(py)
+    if why:
+        tally.skip_reason = why
+        return tally
+    paths, _link = addons_path(py)
+    db = f"sicantik_test_{os.getpid()}"
+    drop_db(py, db)
+    say(f"== odoo tier: install {ADDON} into a fresh database {db} and run its tests")
+    cmd = odoo + [
+        "--database", db,
+        "--addons-path", paths,
+        "--data-dir", DATA_DIR,
+        "--init", ADDON,
+        "--without-demo", "all",
+        "--test-enable",
+        "--test-tags", f"/{ADDON}",
+        "--stop-after-init",
+        "--http-interface", "127.0.0.1",
+        "--http-port", free_port(),
+        "--max-cron-threads", "0",
+        "--log-level", "info",
+        "--log-handler", "werkzeug:WARNING",
+    ]  # fmt: skip
+    result = None
+    install_noise = []
+    in_tests = False
+    try:
+        with subprocess.Popen(
+            [str(c) for c in cmd],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=CACHE,
+        ) as proc:
+            for line in proc.stdout:
+                sys.stdout.write(line)
+                if "Starting post tests" in line or "odoo.tests" in line:
+                    in_tests = True
+                m = LOG_LINE.match(line)
+                if (
+                    m
+                    and not in_tests
+                    and m["level"] in ("WARNING", "ERROR", "CRITICAL")
+                    and ("sicantik" in line.lower())
+                ):
+                    install_noise.append(line.rstrip())
+                found = RESULT_LINE.search(line)
+                if found:
+                    result = tuple(int(x) for x in found.groups())
+            rc = proc.wait()
+    finally:
+        drop_db(py, db)
+    if install_noise:
+        say("odoo: the install logged warnings or errors from the addon:")
+        for line in install_noise:
+            say(f"  {line}")
+    tally.failed += bool(install_noise)
+    tally.passed += not install_noise
+    if result is None:
+        say(f"odoo: no test result line (exit {rc}): the install or the run broke")
+        tally.failed += 1
+        return tally
+    failed, errors, total = result
+    if total == 0:
+        say("odoo: no Odoo test ran (tags matched nothing)")
+        tally.failed += 1
+    tally.failed += failed + errors
+    tally.passed += total - failed - errors
+    if rc != 0 and not (failed or errors):
+        say(f"odoo: exited {rc} although every test passed")
+        tally.failed += 1
+    return tally
+
+
+def cmd_test(args):
+    py = ensure_venv()
+    _, link = addons_path(py)
+    tallies = [tier_pure(py), tier_static(py, link)]
+    odoo_tier = tier_odoo(py, allow_clone=not args.no_clone)
+    if odoo_tier.skip_reason and os.environ.get("REQUIRE_ODOO") == "1":
+        say(f"odoo tier: skipped ({odoo_tier.skip_reason}); REQUIRE_ODOO=1 fails it")
+        odoo_tier.failed, odoo_tier.skip_reason = 1, None
+    tallies.append(odoo_tier)
+    say("")
+    for tally in tallies:
+        say(tally.line())
+    passed = sum(t.passed for t in tallies)
+    failed = sum(t.failed for t in tallies)
+    skipped = sum(t.skipped for t in tallies)
+    say(
+        f"{passed} passed, {failed} failed"
+        + (f", {skipped} skipped" if skipped else "")
+    )
+    return 1 if failed else 0
+
+
+# --------------------------------------------------------------------------
+# Run and bench
+# --------------------------------------------------------------------------
+
+
+def _port_busy(port):
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def start_sandbox(py, port, permits):
+    if _port_busy(port):
+        die(f"port {port} is taken: stop what uses it or set SANDBOX_PORT")
+    proc = subprocess.Popen(
+        [str(py), "-m", "sandbox", "--port", str(port), "--permits", str(permits),
+         "--latency", "0.05", "--jitter", "0.02"],
+        cwd=ROOT,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not _port_busy(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            die("the SICANTIK sandbox did not start (see its message above)")
+        time.sleep(0.1)
+    return proc
+
+
+def _db_has_addon(py, db):
+    code = (
+        "import psycopg2, sys\n"
+        "try:\n"
+        "    c = psycopg2.connect(dbname=sys.argv[1])\n"
+        "except psycopg2.OperationalError:\n"
+        "    sys.exit(1)\n"
+        "cr = c.cursor()\n"
+        "cr.execute(\n"
+        "    'SELECT state FROM ir_module_module WHERE name=%s', (sys.argv[2],))\n"
+        "row = cr.fetchone()\n"
+        "sys.exit(0 if row and row[0] == 'installed' else 1)\n"
+    )
+    return quiet_ok([py, "-c", code, db, ADDON])
+
+
+def cmd_run(args):
+    py = ensure_venv()
+    odoo, why = ensure_odoo(py)
+    if why:
+        die(why)
+    problem = postgres_problem(py)
+    if problem:
+        die(problem)
+    if _port_busy(ODOO_PORT):
+        die(f"port {ODOO_PORT} is taken: stop what uses it or set ODOO_PORT")
+    paths, _link = addons_path(py)
+    db = args.database
+    sandbox = start_sandbox(py, SANDBOX_PORT, args.permits)
+    base = odoo + [
+        "--database", db, "--addons-path", paths, "--data-dir", DATA_DIR,
+        "--http-interface", "127.0.0.1", "--http-port", ODOO_PORT,
+        "--db-filter", f"^{re.escape(db)}$",
+    ]  # fmt: skip
+    try:
+        step = ["--update", ADDON] if _db_has_addon(py, db) else ["--init", ADDON]
+        say(f"run: preparing database {db} ({' '.join(step)})")
+        if run(base + step + ["--stop-after-init"], cwd=CACHE).returncode != 0:
+            die(f"installing {ADDON} into {db} failed (see the log above)")
+        say(
+            f"run: Odoo on http://127.0.0.1:{ODOO_PORT} (login admin / admin), "
+            f"sandbox on http://127.0.0.1:{SANDBOX_PORT}/backoffice/api; "
+            "Ctrl+C stops both"
+        )
+        server = subprocess.Popen([str(c) for c in base], cwd=CACHE)
+        try:
+            server.wait()
+        except KeyboardInterrupt:
+            server.send_signal(signal.SIGINT)
+            server.wait()
+    finally:
+        sandbox.terminate()
+        sandbox.wait()
+    return 0
+
+
+def cmd_bench(args):
+    py = ensure_venv()
+    env = dict(os.environ)
+    odoo, why = ensure_odoo(py)
+    if not why and not postgres_problem(py):
+        paths, _link = addons_path(py)
+        env.update(
+            SICANTIK_ODOO_CMD=" ".join(str(c) for c in odoo),
+            SICANTIK_ADDONS_PATH=paths,
+            SICANTIK_DATA_DIR=str(DATA_DIR),
+        )
+    return run([py, "-m", "bench", *args.names], cwd=ROOT, env=env).returncode
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    test = sub.add_parser("test", help="run the three test tiers")
+    test.add_argument("--no-clone", action="store_true", help="never clone Odoo")
+    test.set_defaults(func=cmd_test)
+    runp = sub.add_parser("run", help="run Odoo with the addon and the sandbox")
+    runp.add_argument("--database", default=os.environ.get("DB", "sicantik_demo"))
+    runp.add_argument(
+        "--permits", type=int, default=int(os.environ.get("PERMITS", "2000"))
+    )
+    runp.set_defaults(func=cmd_run)
+    bench = sub.add_parser("bench", help="run the benchmarks")
+    bench.add_argument("names", nargs="*")
+    bench.set_defaults(func=cmd_bench)
+    args = parser.parse_args()
+    sys.exit(args.func(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,467 @@
+"""The sandbox HTTP server: routing, faults, statistics and lifecycle."""
+
+import contextlib
+import gzip
+import json
+import socket
+import socketserver
+import struct
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+from . import api, faults, render
+from .data import generate_dataset
+from .faults import RETRY_AFTER_STATUSES, FaultPlan
+from .stats import Stats
+
+API_PREFIX = ["backoffice", "api"]
+CONTROL_PREFIX = "/_sandbox/"
+MAX_REQUEST_BODY = 1024 * 1024
+# Used by the xxe/bomb/oversized faults when the dataset lists nothing.
+_FALLBACK_ITEM = {
+    "pendaftaran_id": "0000100700012025",
+    "n_pemohon": "Ukur Kaban",
+    "n_perizinan": "IZIN REKLAME",
+    "no_surat": "503/0001/I/REK/DPM-PPTSP/2025",
+    "num_rows": "1",
+}
+
+
+class _Drop(Exception):
+    """Leave the request unanswered and close the connection."""
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    """One daemon thread per connection, tracked so stop() can end them."""
+
+    daemon_threads = True
+    request_queue_size = 1024
+
+    def __init__(self, address, sandbox):
+        self.sandbox = sandbox
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self._lock = threading.Lock()
+        self._connections = {}
+        self._resets = set()
+        super().__init__(address, _Handler)
+
+    def server_bind(self):
+        # HTTPServer.server_bind does a reverse DNS lookup that can take seconds.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+    def process_request(self, request, client_address):
+        thread = threading.Thread(
+            target=self._connection_thread,
+            args=(request, client_address),
+            name="sandbox-connection",
+            daemon=True,
+        )
+        with self._lock:
+            self._connections[thread] = request
+        thread.start()
+
+    def _connection_thread(self, request, client_address):
+        try:
+            self.process_request_thread(request, client_address)
+        finally:
+            with self._lock:
+                self._connections.pop(threading.current_thread(), None)
+
+    def reset_on_close(self, request):
+        """Make the coming close send a TCP RST instead of a FIN."""
+        linger = struct.pack("ii", 1, 0)
+        request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+        with self._lock:
+            self._resets.add(request)
+
+    def shutdown_request(self, request):
+        with self._lock:
+            reset = request in self._resets
+            self._resets.discard(request)
+        if reset:
+            return self.close_request(request)  # shutdown() would send a FIN
+        return super().shutdown_request(request)
+
+    def handle_error(self, request, client_address):
+        if not self.sandbox.verbose:
+            return None
+        return super().handle_error(request, client_address)
+
+    def close_connections(self, timeout):
+        """Wake every connection thread (idle keep-alive ones too), join them."""
+        with self._lock:
+            open_now = list(self._connections.items())
+        for _thread, request in open_now:
+            with contextlib.suppress(OSError):  # already closed by its thread
+                request.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + timeout
+        for thread, _request in open_now:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, so clients can pool
+    server_version = "Apache"
+    sys_version = ""
+    disable_nagle_algorithm = True
+
+    def handle(self):
+        try:
+            return super().handle()
+        except (_Drop, OSError):
+            # a fault hung up, the client left, or the server is stopping
+            self.close_connection = True
+            return None
+
+    def version_string(self):
+        return self.server_version
+
+    def log_message(self, fmt, *args):
+        if not self.server.sandbox.verbose:
+            return None
+        return super().log_message(fmt, *args)
+
+    def do_GET(self):
+        self._route()
+
+    # Other verbs reach the API too, which answers "Unknown method.".
+    do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_GET
+
+    # -- plumbing ----------------------------------------------------------
+
+    def _read_body(self):
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            self.close_connection = True  # not worth decoding: answer, hang up
+            return b""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_REQUEST_BODY:
+            self.close_connection = True
+            return b""
+        return self.rfile.read(length) if length else b""
+
+    def _head(self, status, content_type, headers, length):
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = ""
+        lines = [
+            f"HTTP/1.1 {status} {phrase}",
+            f"Date: {self.date_time_string()}",
+            f"Server: {self.version_string()}",
+        ]
+        if content_type:
+            lines.append(f"Content-type: {content_type}")  # PHP's spelling
+        lines.extend(f"{name}: {value}" for name, value in headers)
+        lines.append(f"Content-Length: {length}")
+        if self.close_connection:
+            lines.append("Connection: close")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def _send(self, status, body=b"", content_type=None, headers=(), cut=None):
+        """One write for head and body: no Nagle stall between the two."""
+        head = self._head(status, content_type, headers, len(body))
+        if self.command == "HEAD":
+            body = b""
+        elif cut is not None:
+            body = body[:cut]
+        self.wfile.write(head + body)
+        self.log_request(status, len(body))
+
+    def _send_json(self, status, payload):
+        body = json.dumps(payload).encode("utf-8")
+        self._send(status, body, render.JSON_TYPE)
+
+    def _accepts_gzip(self):
+        for part in self.headers.get("Accept-Encoding", "").split(","):
+            name, _, params = part.partition(";")
+            if name.strip().lower() in ("gzip", "x-gzip"):
+                params = params.replace(" ", "")
+                return params not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+        return False
+
+    def _route(self):
+        body = self._read_body()
+        url = urlsplit(self.path)
+        if url.path.startswith(CONTROL_PREFIX):
+            self._control(url.path[len(CONTROL_PREFIX) :].strip("/"), body)
+            return
+        segments = [s for s in url.path.split("/") if s]
+        if segments[:2] == API_PREFIX:
+            self._api(segments[2:], url.query)
+        else:
+            self._send(404, render.NOT_FOUND_PAGE, render.HTML_TYPE)
+
+    # -- control endpoints -------------------------------------------------
+
+    def _control(self, name, body):
+        sandbox = self.server.sandbox
+
+        def parsed(kind, empty):
+            value = json.loads(body) if body.strip() else empty
+            if not isinstance(value, kind):
+                raise ValueError(f"expected a JSON {kind.__name__}")
+            return value
+
+        def queue():
+            sandbox.queue_faults(*parsed(list, []))
+            return {"pending": sandbox.pending_faults()}
+
+        def reset():
+            sandbox.reset_stats()
+            sandbox.clear_faults()
+            return {"ok": True}
+
+        routes = {
+            ("GET", "stats"): sandbox.stats,
+            ("GET", "config"): sandbox.config,
+            ("GET", "dataset/summary"): sandbox.dataset.summary,
+            ("POST", "configure"): lambda: sandbox.configure(**parsed(dict, {})),
+            ("POST", "faults"): queue,
+            ("POST", "reset"): reset,
+        }
+        action = routes.get((self.command, name))
+        if action is None:
+            known = name in {path for _verb, path in routes}
+            error = "method not allowed" if known else "unknown control endpoint"
+            self._send_json(405 if known else 404, {"error": error})
+            return
+        try:
+            result = action()
+        except (TypeError, ValueError) as err:
+            self._send_json(400, {"error": str(err)})
+            return
+        self._send_json(200, result)
+
+    # -- API ---------------------------------------------------------------
+
+    def _api(self, segments, query):
+        stats = self.server.sandbox._stats
+        stats.arrive(api.endpoint_name(segments))
+        self._counted = False
+        try:
+            decision = self.server.sandbox._faults.decide()
+            if decision.fault is not None:
+                stats.faulted(decision.fault)
+            self._api_answer(segments, query, decision)
+        finally:
+            if not self._counted:
+                stats.leave()
+
+    def _done(self, status):
+        # Counted before the last write, so a client that has read its answer
+        # always finds it in the stats.
+        stats = self.server.sandbox._stats
+        stats.answered(status)
+        stats.leave()
+        self._counted = True
+
+    def _api_answer(self, segments, query, decision):
+        sandbox = self.server.sandbox
+        fault, config = decision.fault, decision.config
+        delay = decision.delay + (config["hang_seconds"] if fault == "hang" else 0.0)
+        if delay and sandbox._stopping.wait(delay):
+            raise _Drop  # stopping: end the sleep, leave the request unanswered
+        if fault == "reset":
+            self.server.reset_on_close(self.connection)
+            raise _Drop
+        if isinstance(fault, int) or fault == "429-no-retry-after":
+            self._status_fault(fault, config)
+            return
+        if fault == "empty":
+            self._answer(200, b"", render.XML_TYPE)
+            return
+        if fault == "html":
+            self._answer(200, render.DATABASE_ERROR_PAGE, render.HTML_TYPE)
+            return
+        try:
+            route = api.parse_path(segments)
+        except api.DisallowedCharacters:
+            self._answer(400, render.DISALLOWED_PAGE, render.HTML_TYPE, fault=fault)
+            return
+        args = api.merge_args(query, route.args)
+        fmt = api.choose_format(args, route.suffix, self.headers.get("Accept"))
+        if self.command == "GET":
+            reply = api.handle(
+                sandbox.dataset,
+                route.method,
+                args,
+                future_api=config["future_api"],
+                repeat_page=fault == "repeat-page",
+            )
+        else:
+            reply = api.Reply(404, api.UNKNOWN_METHOD)
+        if fault == "oversized":
+            self._stream_oversized(fmt, config)
+        elif fault in ("xxe", "bomb"):
+            fallback = self._sample_items(config, 1)[0]
+            body = faults.entity_page(fault, reply.payload, fallback)
+            self._answer(200, body, render.XML_TYPE)
+        else:
+            if fault == "json-object":
+                fmt = "json"
+                reply = reply._replace(payload=faults.as_json_object(reply.payload))
+            content_type, body = render.render(reply.payload, fmt)
+            self._answer(reply.status, body, content_type, fault=fault)
+
+    def _status_fault(self, fault, config):
+        status = 429 if fault == "429-no-retry-after" else fault
+        headers = []
+        if status in RETRY_AFTER_STATUSES and fault != "429-no-retry-after":
+            headers.append(("Retry-After", str(config["retry_after"])))
+        self._answer(status, faults.status_body(status), render.HTML_TYPE, headers)
+
+    def _answer(self, status, body, content_type, headers=(), fault=None):
+        headers = list(headers)
+        if fault == "malformed":
+            body = faults.break_body(body, content_type)
+        if body and self._accepts_gzip():
+            body = gzip.compress(body, compresslevel=6, mtime=0)
+            headers += [("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding")]
+        cut = None
+        if fault == "truncate":
+            cut = len(body) // 2  # Content-Length still announces all of it
+            self.close_connection = True
+        self._done(status)
+        self._send(status, body, content_type, headers, cut=cut)
+
+    def _sample_items(self, config, count):
+        dataset = self.server.sandbox.dataset
+        items = [
+            dataset.list_item(p, who, config["future_api"])
+            for p, who in dataset.rows[:count]
+        ]
+        return items or [dict(_FALLBACK_ITEM)]
+
+    def _stream_oversized(self, fmt, config):
+        # Never gzipped: the point is a big body on the wire, sent in chunks.
+        content_type, total, chunks = faults.oversized(
+            "json" if fmt == "json" else "xml", self._sample_items(config, 50)
+        )
+        self._done(200)
+        self.wfile.write(self._head(200, content_type, (), total))
+        if self.command != "HEAD":
+            for chunk in chunks:
+                self.wfile.write(chunk)
+        self.log_request(200, total)
+
+
+class SandboxServer:
+    """A SICANTIK backoffice API on loopback, with fault injection and stats.
+
+    ``SandboxServer(permits=1000).start()`` generates a dataset, binds (port 0
+    picks a free port) and serves from daemon threads; ``url`` is the API base
+    (no trailing slash); ``stop()`` or a ``with`` block ends it.
+    """
+
+    def __init__(
+        self,
+        dataset=None,
+        permits=1000,
+        seed=1,
+        host="127.0.0.1",
+        port=0,
+        future_api=False,
+        *,
+        today=None,
+        verbose=False,
+    ):
+        if dataset is None:
+            dataset = generate_dataset(permits=permits, seed=seed, today=today)
+        self.dataset = dataset
+        self.host = host
+        self.port = port
+        self.verbose = verbose
+        self._faults = FaultPlan(seed=seed)
+        self._faults.configure(future_api=bool(future_api))
+        self._stats = Stats()
+        self._stopping = threading.Event()
+        self._httpd = None
+        self._thread = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self):
+        if self._httpd is not None:
+            raise RuntimeError("the sandbox is already running")
+        self._stopping.clear()
+        self._httpd = _HTTPServer((self.host, self.port), self)
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},  # bounds how long stop() waits
+            name="sandbox-accept",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self, timeout=5.0):
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        self._stopping.set()  # ends latency and hang sleeps early
+        httpd.shutdown()
+        httpd.close_connections(timeout)
+        httpd.server_close()
+        self._thread.join(timeout)
+        self._thread = None
+
+    def __enter__(self):
+        return self if self._httpd is not None else self.start()
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+    @property
+    def running(self):
+        return self._httpd is not None
+
+    @property
+    def root_url(self):
+        """http://host:port, where the /_sandbox/ control endpoints live."""
+        host = self._httpd.server_address[0] if self._httpd else self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    @property
+    def url(self):
+        return f"{self.root_url}/backoffice/api"
+
+    # -- faults ------------------------------------------------------------
+
+    def configure(self, **knobs):
+        """Change fault knobs at run time; unknown knob or bad value: ValueError.
+
+        Returns the settings now in force.
+        """
+        return self._faults.configure(**knobs)
+
+    def config(self):
+        return self._faults.settings()
+
+    def queue_faults(self, *faults_):
+        """Faults for the next API requests, one each, in order."""
+        self._faults.queue(*faults_)
+
+    def clear_faults(self):
+        self._faults.clear_queue()
+
+    def pending_faults(self):
+        return self._faults.pending()
+
+    # -- statistics --------------------------------------------------------
+
+    def stats(self):
+        return self._stats.snapshot()
+
+    def reset_stats(self):
+        self._stats.reset()

@@ -1,0 +1,100 @@
+"""Request counters shared by the handler threads."""
+
+import threading
+import time
+from collections import deque
+
+
+class RateWindow:
+    """Largest number of events inside any half-open window [t, t + width).
+
+    Only the events of the last ``width`` seconds are kept, so memory stays
+    bounded whatever the traffic. Times must be added in increasing order.
+    """
+
+    def __init__(self, width=1.0):
+        self.width = width
+        self.peak = 0
+        self._times = deque()
+
+    def add(self, t):
+        """Record an event at ``t``; return how many fall in (t - width, t]."""
+        times = self._times
+        edge = t - self.width
+        while times and times[0] <= edge:
+            times.popleft()
+        times.append(t)
+        if len(times) > self.peak:
+            self.peak = len(times)
+        return len(times)
+
+    def clear(self):
+        self._times.clear()
+        self.peak = 0
+
+
+class Stats:
+    """Thread-safe API request statistics (control endpoints never count)."""
+
+    def __init__(self, clock=time.monotonic):
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._window = RateWindow(1.0)
+        self._in_flight = 0
+        self._reset()
+
+    def _reset(self):
+        self._requests = 0
+        self._by_endpoint = {}
+        self._by_status = {}
+        self._by_fault = {}
+        self._window.clear()
+        self._peak_concurrency = self._in_flight
+        self._first = self._last = None
+
+    def reset(self):
+        # In-flight requests survive a reset: they still leave later.
+        with self._lock:
+            self._reset()
+
+    def arrive(self, endpoint):
+        """Count an API request arriving; returns its arrival time."""
+        with self._lock:
+            # Read the clock under the lock so the window sees ordered times.
+            now = self._clock()
+            self._requests += 1
+            self._by_endpoint[endpoint] = self._by_endpoint.get(endpoint, 0) + 1
+            self._window.add(now)
+            self._in_flight += 1
+            self._peak_concurrency = max(self._peak_concurrency, self._in_flight)
+            if self._first is None:
+                self._first = now
+            self._last = now
+            return now
+
+    def leave(self):
+        with self._lock:
+            self._in_flight -= 1
+
+    def answered(self, status):
+        with self._lock:
+            self._by_status[status] = self._by_status.get(status, 0) + 1
+
+    def faulted(self, fault):
+        key = str(fault)
+        with self._lock:
+            self._by_fault[key] = self._by_fault.get(key, 0) + 1
+
+    def snapshot(self):
+        with self._lock:
+            return {
+                "requests": self._requests,
+                "by_endpoint": dict(self._by_endpoint),
+                "by_status": dict(self._by_status),
+                "by_fault": dict(self._by_fault),
+                "peak_rate": self._window.peak,
+                "peak_concurrency": self._peak_concurrency,
+                "in_flight": self._in_flight,
+                "first_request_at": self._first,
+                "last_request_at": self._last,
+            }

@@ -1,0 +1,30 @@
+{
+    "name": "SICANTIK Connector",
+    "summary": "Sync issued permits from SICANTIK, track their expiry dates "
+    "and remind permit holders on WhatsApp",
+    "version": "18.0.1.0.0",
+    "category": "Services",
+    "author": "SICANTIK Connector contributors",
+    "license": "LGPL-3",
+    "depends": ["base", "mail"],
+    "external_dependencies": {"python": ["requests", "phonenumbers"]},
+    "data": [
+        "security/sicantik_connector_groups.xml",
+        "security/ir.model.access.csv",
+        "security/sicantik_connector_security.xml",
+        "data/ir_config_parameter_data.xml",
+        "data/sicantik_config_data.xml",
+        "data/ir_cron_data.xml",
+        "views/sicantik_config_views.xml",
+        "views/sicantik_permit_type_views.xml",
+        "views/sicantik_permit_views.xml",
+        "views/sicantik_sync_log_views.xml",
+        "wizards/sicantik_config_expiry_sync_views.xml",
+        "views/sicantik_connector_menus.xml",
+    ],
+    "demo": [
+        "data/sicantik_config_demo.xml",
+    ],
+    "application": True,
+    "installable": True,
+}

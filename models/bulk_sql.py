@@ -1,0 +1,113 @@
+"""Set-based INSERT and UPDATE of many rows in ONE statement each.
+
+The ORM's ``create()`` inserts at most 100 rows per statement and ``write()``
+issues one UPDATE per distinct set of values, so the number of queries of a
+sync page would grow with the page size. These helpers write any number of rows
+with one statement, every value passed as a query parameter (never formatted
+into the SQL text). The caller invalidates the ORM cache afterwards.
+"""
+
+from odoo import fields
+from odoo.tools import SQL
+
+
+def _adapt(model, fname, value):
+    """The ORM's False means NULL, except in boolean columns."""
+    if value is False and model._fields[fname].type != "boolean":
+        return None
+    return value
+
+
+def _column_type(model, fname):
+    field = model._fields[fname]
+    if not field.column_type:
+        raise ValueError(f"{model._name}.{fname} is not a column")
+    return field.column_type[1]
+
+
+def bulk_insert(model, rows, conflict=None):
+    """Insert ``rows`` (dicts with the same keys) into ``model``'s table.
+
+    Sets the log-access columns. ``conflict`` is a tuple of column names with a
+    unique constraint: rows that would violate it are skipped. Returns the new
+    ids, in no particular order.
+    """
+    if not rows:
+        return []
+    now = fields.Datetime.now()
+    uid = model.env.uid
+    names = list(rows[0])
+    for name in names:
+        _column_type(model, name)  # only real columns
+    columns = [*names, "create_uid", "create_date", "write_uid", "write_date"]
+    values = SQL(", ").join(
+        SQL(
+            "(%s)",
+            SQL(", ").join(
+                [*(_adapt(model, n, row[n]) for n in names), uid, now, uid, now]
+            ),
+        )
+        for row in rows
+    )
+    on_conflict = SQL()
+    if conflict:
+        on_conflict = SQL(
+            "ON CONFLICT (%s) DO NOTHING",
+            SQL(", ").join(SQL.identifier(c) for c in conflict),
+        )
+    model.env.cr.execute(
+        SQL(
+            'INSERT INTO %s (%s) VALUES %s %s RETURNING "id"',
+            SQL.identifier(model._table),
+            SQL(", ").join(SQL.identifier(c) for c in columns),
+            values,
+            on_conflict,
+        )
+    )
+    return [row[0] for row in model.env.cr.fetchall()]
+
+
+def bulk_update(model, rows):
+    """Update rows of ``model``'s table: ``rows`` maps id -> {column: value}.
+
+    Every row must carry the same columns. One ``UPDATE ... FROM (VALUES ...)``
+    statement; values are cast to the column types, so ``None`` is fine.
+    """
+    if not rows:
+        return 0
+    names = list(next(iter(rows.values())))
+    types = [_column_type(model, name) for name in names]
+    now = fields.Datetime.now()
+    values = SQL(", ").join(
+        SQL(
+            "(%s)",
+            SQL(", ").join([record_id, *(_adapt(model, n, vals[n]) for n in names)]),
+        )
+        for record_id, vals in rows.items()
+    )
+    assignments = SQL(", ").join(
+        [
+            *(
+                SQL(
+                    "%s = v.%s::%s",
+                    SQL.identifier(name),
+                    SQL.identifier(name),
+                    SQL(ctype),
+                )
+                for name, ctype in zip(names, types, strict=True)
+            ),
+            SQL('"write_uid" = %s', model.env.uid),
+            SQL('"write_date" = %s', now),
+        ]
+    )
+    model.env.cr.execute(
+        SQL(
+            'UPDATE %s AS t SET %s FROM (VALUES %s) AS v("id", %s) '
+            'WHERE t."id" = v."id"::int4',
+            SQL.identifier(model._table),
+            assignments,
+            values,
+            SQL(", ").join(SQL.identifier(n) for n in names),
+        )
+    )
+    return model.env.cr.rowcount

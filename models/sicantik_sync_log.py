@@ -1,0 +1,411 @@
+import logging
+from datetime import timedelta
+
+from odoo import _, api, fields, models
+from odoo.tools.translate import LazyTranslate
+
+from ..tools import const
+
+_logger = logging.getLogger(__name__)
+_lt = LazyTranslate(__name__)
+
+# Failure types of the client (``SicantikError.failure_type``) plus the two the
+# Odoo layer adds, in words a permit office's staff can act on.
+FAILURE_REASONS = {
+    const.FT_TIMEOUT: _lt(
+        "The SICANTIK server did not answer in time. Check the address and the "
+        "network, or raise the timeout."
+    ),
+    const.FT_CONNECTION: _lt(
+        "Odoo could not reach the SICANTIK server. Check the API URL (server "
+        "name and port) and that this Odoo server can reach the internet."
+    ),
+    const.FT_TLS: _lt(
+        "The secure (https) connection to the SICANTIK server failed: its "
+        "certificate is not trusted or does not match the address. Check the "
+        "API URL or ask the server's administrator to renew the certificate."
+    ),
+    const.FT_SERVER: _lt(
+        "The SICANTIK server reported an internal error. It is probably busy or "
+        "under maintenance; the sync tries again later."
+    ),
+    const.FT_RATE_LIMITED: _lt(
+        "The SICANTIK server asked the connector to slow down. The sync "
+        "continues later; lower the requests per second if this repeats."
+    ),
+    const.FT_BAD_REQUEST: _lt(
+        "The SICANTIK server refused a request of the connector. This is a "
+        "fault of the connector: send the technical detail to your administrator."
+    ),
+    const.FT_NOT_FOUND: _lt("The SICANTIK server has no data for this request."),
+    const.FT_BAD_RESPONSE: _lt(
+        "The SICANTIK server sent an answer the connector cannot read. Check "
+        "that the API URL points at the backoffice API (it ends in "
+        "/backoffice/api)."
+    ),
+    const.FT_TOO_LARGE: _lt(
+        "The SICANTIK server sent an answer larger than allowed. Lower the page "
+        "size of the connector."
+    ),
+    const.FT_DATA: _lt(
+        "SICANTIK sent a permit with unusable data; it was skipped and the "
+        "others were synced."
+    ),
+    const.FT_CONFIG: _lt(
+        "The connector's settings do not work with this server. Check the API "
+        "URL (it must end in /backoffice/api) and that this server may call "
+        "the API."
+    ),
+    "interrupted": _lt(
+        "The run stopped before its end, most likely because the Odoo server "
+        "was restarted or stopped it for running too long. The next run "
+        "continues where it stopped."
+    ),
+    "internal": _lt(
+        "An unexpected error occurred in the connector. The technical detail "
+        "is for your administrator."
+    ),
+}
+
+FAILURE_TYPE_SELECTION = [
+    (const.FT_TIMEOUT, "Timeout"),
+    (const.FT_CONNECTION, "Connection / DNS"),
+    (const.FT_TLS, "TLS certificate"),
+    (const.FT_SERVER, "Server error"),
+    (const.FT_RATE_LIMITED, "Throttled"),
+    (const.FT_BAD_REQUEST, "Request refused"),
+    (const.FT_NOT_FOUND, "Not found"),
+    (const.FT_BAD_RESPONSE, "Unreadable answer"),
+    (const.FT_TOO_LARGE, "Answer too large"),
+    (const.FT_DATA, "Bad record"),
+    (const.FT_CONFIG, "Configuration"),
+    ("interrupted", "Interrupted"),
+    ("internal", "Internal error"),
+]
+
+
+class SicantikSyncLog(models.Model):
+    """One run of one job of a connector: what it did, how fast, how it ended.
+
+    Rows are written by the jobs themselves (as superuser); staff read them.
+    A run that spans several cron callbacks keeps one row, updated and
+    committed after every page or chunk, so its progress is visible while it
+    runs and survives the process being killed.
+    """
+
+    _name = "sicantik.sync.log"
+    _description = "SICANTIK Sync Log"
+    _order = "id desc"
+
+    # A ``running`` row whose heartbeat is older than this belongs to a process
+    # that died: the next run of the same job closes it as interrupted.
+    STALE_AFTER = timedelta(minutes=10)
+
+    # --- what and who
+    config_id = fields.Many2one(
+        "sicantik.config",
+        string="Connector",
+        required=True,
+        index=True,
+        ondelete="cascade",
+    )
+    company_id = fields.Many2one(
+        related="config_id.company_id", store=True, index=True, readonly=True
+    )
+    operation = fields.Selection(
+        [
+            ("test_connection", "Test connection"),
+            ("permit_types", "Permit types"),
+            ("permits", "Permits"),
+            ("expiry", "Expiry dates"),
+            ("status", "Status update"),
+            ("notifications", "Expiring permits check"),
+        ],
+        required=True,
+        index=True,
+    )
+    trigger = fields.Selection(
+        [("schedule", "Schedule"), ("button", "Button"), ("wizard", "Wizard")],
+        required=True,
+        default="schedule",
+    )
+    user_id = fields.Many2one(
+        "res.users",
+        string="Started by",
+        default=lambda self: self.env.user,
+        ondelete="set null",
+    )
+
+    # --- when and how it ended
+    state = fields.Selection(
+        [
+            ("running", "Running"),
+            ("done", "Done"),
+            ("partial", "Partial"),
+            ("failed", "Failed"),
+            ("interrupted", "Interrupted"),
+        ],
+        required=True,
+        default="running",
+        index=True,
+    )
+    start_date = fields.Datetime(
+        string="Started", required=True, default=fields.Datetime.now
+    )
+    end_date = fields.Datetime(string="Ended")
+    heartbeat = fields.Datetime(
+        default=fields.Datetime.now,
+        help="Last time the run reported progress.",
+    )
+    duration = fields.Float(string="Duration (s)", digits=(16, 1))
+
+    # --- counts
+    fetched_count = fields.Integer(string="Fetched")
+    created_count = fields.Integer(string="Created")
+    updated_count = fields.Integer(string="Updated")
+    unchanged_count = fields.Integer(string="Unchanged")
+    failed_count = fields.Integer(string="Failed")
+    skipped_count = fields.Integer(string="Skipped")
+
+    # --- progress while running
+    progress_done = fields.Integer()
+    progress_total = fields.Integer(
+        help="What the run expects to handle in total (0 when unknown)."
+    )
+    progress = fields.Float(compute="_compute_progress", string="Progress (%)")
+    run_limit = fields.Integer(
+        help="The most permits this run checks (0: every permit due)."
+    )
+    start_offset = fields.Integer(
+        help="Row of the permit list the run started from (a resumed pass "
+        "starts where the previous run stopped)."
+    )
+    end_offset = fields.Integer(help="Row of the permit list the run reached.")
+
+    # --- client statistics
+    request_count = fields.Integer(string="Requests")
+    retry_count = fields.Integer(string="Retries")
+    status_2xx = fields.Integer(string="2xx answers")
+    status_4xx = fields.Integer(string="4xx answers")
+    status_5xx = fields.Integer(string="5xx answers")
+    status_none = fields.Integer(
+        string="No answer", help="Attempts that got no HTTP answer at all."
+    )
+    latency_p50_ms = fields.Float(string="Latency p50 (ms)", digits=(16, 1))
+    latency_p95_ms = fields.Float(string="Latency p95 (ms)", digits=(16, 1))
+    rate_limit_wait = fields.Float(
+        string="Rate-limit wait (s)",
+        digits=(16, 2),
+        help="Time spent waiting so as not to exceed the requests per second.",
+    )
+
+    # --- outcome
+    message = fields.Text(string="Summary")
+    failure_type = fields.Selection(FAILURE_TYPE_SELECTION)
+    failure_reason = fields.Text(string="What happened")
+    error_detail = fields.Text(
+        string="Technical detail",
+        groups="sicantik_connector.sicantik_connector_group_manager",
+    )
+
+    # ------------------------------------------------------------
+    # COMPUTE METHODS
+    # ------------------------------------------------------------
+
+    @api.depends("config_id", "operation", "start_date")
+    def _compute_display_name(self):
+        operations = dict(self._fields["operation"]._description_selection(self.env))
+        for log in self:
+            when = (
+                fields.Datetime.context_timestamp(log, log.start_date).strftime(
+                    "%Y-%m-%d %H:%M"
+                )
+                if log.start_date
+                else ""
+            )
+            log.display_name = f"{operations.get(log.operation, '')} {when}".strip()
+
+    @api.depends("progress_done", "progress_total", "state")
+    def _compute_progress(self):
+        for log in self:
+            if log.state == "done":
+                log.progress = 100.0
+            elif log.progress_total:
+                log.progress = min(
+                    100.0, 100.0 * log.progress_done / log.progress_total
+                )
+            else:
+                log.progress = 0.0
+
+    # ------------------------------------------------------------
+    # BUSINESS METHODS
+    # ------------------------------------------------------------
+
+    @api.model
+    def _prepare_sync_log_values(self, config, operation, trigger="schedule", **vals):
+        """Values of a new ``running`` row for ``operation`` on ``config``."""
+        now = fields.Datetime.now()
+        user = vals.pop("user", None) or self.env.user
+        return {
+            "config_id": config.id,
+            "operation": operation,
+            "trigger": trigger,
+            "user_id": user.id,
+            "state": "running",
+            "start_date": now,
+            "heartbeat": now,
+            **vals,
+        }
+
+    @api.model
+    def _start(self, config, operation, trigger="schedule", **vals):
+        values = self._prepare_sync_log_values(config, operation, trigger, **vals)
+        return self.sudo().create(values)
+
+    @api.model
+    def _failure_reason(self, failure_type):
+        """The staff-facing sentence for a failure type (translated)."""
+        reason = FAILURE_REASONS.get(failure_type) or FAILURE_REASONS["internal"]
+        return str(reason)
+
+    def _is_alive(self, now=None):
+        """True when this ``running`` row reported progress recently."""
+        self.ensure_one()
+        now = now or fields.Datetime.now()
+        return self.state == "running" and bool(
+            self.heartbeat and self.heartbeat > now - self.STALE_AFTER
+        )
+
+    def _add_counts(self, **counts):
+        """Add ``fetched=``, ``created=`` ... to the row's counters."""
+        self.ensure_one()
+        values = {
+            f"{name}_count": self[f"{name}_count"] + value
+            for name, value in counts.items()
+            if value
+        }
+        values["heartbeat"] = fields.Datetime.now()
+        self.write(values)
+
+    def _add_client_stats(self, stats):
+        """Add one client's ``ClientStats.as_dict()`` to the row.
+
+        Counters add up. Latency percentiles cannot be merged exactly across
+        the clients of several callbacks: p50 is weighted by requests, p95 is
+        the worst seen.
+        """
+        self.ensure_one()
+        requests = stats.get("requests") or 0
+        if not requests:
+            return
+        by_status = stats.get("by_status") or {}
+        values = {
+            "request_count": self.request_count + requests,
+            "retry_count": self.retry_count + (stats.get("retries") or 0),
+            "status_2xx": self.status_2xx + by_status.get("2xx", 0),
+            "status_4xx": self.status_4xx + by_status.get("4xx", 0),
+            "status_5xx": self.status_5xx + by_status.get("5xx", 0),
+            "status_none": self.status_none + by_status.get("none", 0),
+            "rate_limit_wait": self.rate_limit_wait
+            + (stats.get("rate_limit_wait_s") or 0.0),
+        }
+        p50, p95 = stats.get("latency_p50_ms"), stats.get("latency_p95_ms")
+        if p50 is not None:
+            before = self.request_count
+            values["latency_p50_ms"] = (
+                self.latency_p50_ms * before + p50 * requests
+            ) / (before + requests)
+        if p95 is not None:
+            values["latency_p95_ms"] = max(self.latency_p95_ms, p95)
+        self.write(values)
+
+    def _set_failure(self, failure_type, detail=None):
+        self.ensure_one()
+        self.sudo().write(
+            {
+                "failure_type": failure_type,
+                "failure_reason": self._failure_reason(failure_type),
+                "error_detail": detail or False,
+            }
+        )
+
+    def _finish(self, state=None, message=None):
+        """Close the row: end date, duration and final state.
+
+        Without ``state``: ``partial`` when records failed or a failure was
+        recorded after some work, ``failed`` when a failure stopped it before
+        any work, else ``done``.
+        """
+        now = fields.Datetime.now()
+        for log in self:
+            final = state
+            if final is None:
+                worked = (
+                    log.created_count
+                    or log.updated_count
+                    or log.unchanged_count
+                    or log.progress_done
+                )
+                if log.failure_type:
+                    final = "partial" if worked else "failed"
+                elif log.failed_count:
+                    final = "partial"
+                else:
+                    final = "done"
+            values = {
+                "state": final,
+                "end_date": now,
+                "heartbeat": now,
+                "duration": (now - log.start_date).total_seconds(),
+            }
+            if message:
+                values["message"] = (
+                    f"{log.message}\n{message}" if log.message else message
+                )
+            log.write(values)
+        return self
+
+    def _close_interrupted(self):
+        """Close stale ``running`` rows: their process died."""
+        for log in self:
+            log._set_failure("interrupted")
+            log._finish(
+                "interrupted",
+                _(
+                    "No progress since %(when)s: closed by the next run.",
+                    when=log.heartbeat,
+                ),
+            )
+        return self
+
+    # ------------------------------------------------------------
+    # AUTOVACUUM
+    # ------------------------------------------------------------
+
+    @api.autovacuum
+    def _gc_sync_logs(self):
+        """Delete finished rows older than the retention (days) in the
+        ``sicantik_connector.sync_log_retention_days`` parameter (0 keeps all)."""
+        param = (
+            self.env["ir.config_parameter"]
+            .sudo()
+            .get_param("sicantik_connector.sync_log_retention_days", "90")
+        )
+        try:
+            days = int(param)
+        except ValueError:
+            _logger.warning(
+                "SICANTIK: sync log retention %r is not a number of days; " "using 90",
+                param,
+            )
+            days = 90
+        if days <= 0:
+            return
+        limit = fields.Datetime.now() - timedelta(days=days)
+        old = self.sudo().search(
+            [("start_date", "<", limit), ("state", "!=", "running")],
+            limit=models.GC_UNLINK_LIMIT,
+        )
+        if len(old) >= models.GC_UNLINK_LIMIT:
+            self.env.ref("base.autovacuum_job")._trigger()
+        old.unlink()

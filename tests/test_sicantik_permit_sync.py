@@ -1,0 +1,261 @@
+import time
+from datetime import timedelta
+from unittest.mock import patch
+
+from odoo.tests import tagged
+from odoo.tools import mute_logger
+
+from odoo.addons.sicantik_connector.models.sicantik_permit import SicantikPermit
+
+from .common import SicantikSandboxCase
+
+PERMIT_CRON = "sicantik_connector.ir_cron_sync_permits"
+
+
+class Killed(BaseException):
+    """Stands for the worker being killed: not an Exception, nothing catches it."""
+
+
+@tagged("post_install", "-at_install", "sicantik")
+class TestSicantikPermitSync(SicantikSandboxCase):
+    PERMITS = 300  # more than two pages of 100
+
+    def permits(self, config=None):
+        return self.env["sicantik.permit"].search(
+            [("config_id", "=", (config or self.config).id)]
+        )
+
+    def test_sync_through_the_cron(self):
+        self.sync_permits()
+        permits = self.permits()
+        listed = self.listed_ids()
+        self.assertEqual(set(permits.mapped("pendaftaran_id")), listed)
+        self.assertEqual(len(permits), len(listed), "one record per registration")
+        # Types first, matched by name with runs of spaces collapsed.
+        types = self.env["sicantik.permit.type"].search(
+            [("config_id", "=", self.config.id)]
+        )
+        self.assertEqual(len(types), len(self.sandbox.dataset.permit_types))
+        dataset = self.sandbox.dataset.by_pendaftaran_id
+        for permit in permits:
+            source = dataset[permit.pendaftaran_id]
+            expected = source.no_surat if source.no_surat.strip() else ""
+            self.assertEqual(permit.no_surat or "", expected)
+            self.assertEqual(
+                permit.permit_type_id.name, " ".join(source.n_perizinan.split())
+            )
+        ho = types.filtered(lambda t: "GANGGUAN" in t.name)
+        self.assertEqual(ho.name, "IZIN GANGGUAN USAHA (HO)")
+        self.assertEqual(ho.raw_name, "IZIN GANGGUAN  USAHA (HO)")
+        # New permits wait for their expiry check.
+        self.assertEqual(set(permits.mapped("expiry_check_state")), {"pending"})
+        self.assertEqual(set(permits.mapped("status")), {"unknown"})
+        # The logs: types, then one row for the whole pass.
+        self.assertEqual(self.logs("permit_types").state, "done")
+        log = self.logs("permits")
+        self.assertEqual(log.state, "done")
+        self.assertEqual(log.created_count, len(listed))
+        rows = len(self.sandbox.dataset.rows)
+        self.assertEqual(log.end_offset, rows)
+        self.assertEqual(self.config.sync_pass_state, "idle")
+        self.assertEqual(self.config.sync_offset, 0)
+        self.assertEqual(self.config.sync_last_pass_rows, rows)
+        self.assertEqual(self.config.last_sync_log_id, log)
+        pages = -(-rows // self.config.page_size) + (rows % self.config.page_size == 0)
+        self.assertEqual(self.requests_to("listpermohonanterbit"), pages)
+        self.assertEqual(log.request_count, pages)
+
+        # A second pass creates nothing; a permit gone from the list stays; an
+        # empty field does not erase the stored value.
+        gone_pid = next(iter(listed))
+        rows_before = list(self.sandbox.dataset.rows)
+        self.addCleanup(self.sandbox.dataset.rows.__setitem__, slice(None), rows_before)
+        self.sandbox.dataset.rows[:] = [
+            row
+            for row in self.sandbox.dataset.rows
+            if row[0].pendaftaran_id != gone_pid
+        ]
+        blanked = next(
+            p for p, _who in self.sandbox.dataset.rows if p.pendaftaran_id != gone_pid
+        )
+        number = blanked.no_surat
+        blanked.no_surat = ""
+        try:
+            self.sync_permits()
+        finally:
+            blanked.no_surat = number
+        second = self.logs("permits")[0]
+        self.assertEqual(second.state, "done")
+        self.assertEqual(second.created_count, 0)
+        self.assertEqual(second.updated_count, 0)
+        self.assertEqual(second.unchanged_count, len(listed) - 1)
+        self.assertEqual(len(self.permits()), len(listed))
+        self.assertTrue(self.permits().filtered(lambda p: p.pendaftaran_id == gone_pid))
+        kept = self.permits().filtered(
+            lambda p: p.pendaftaran_id == blanked.pendaftaran_id
+        )
+        self.assertEqual(kept.no_surat, number)
+
+    def test_scheduled_run_waits_for_the_interval(self):
+        self.sync_permits()
+        self.sandbox.reset_stats()
+        # No button, interval not elapsed: the job does nothing.
+        self.run_cron(PERMIT_CRON)
+        self.assertEqual(self.requests_to(), 0)
+        self.config.sync_pass_started_at -= timedelta(minutes=self.config.sync_interval)
+        self.run_cron(PERMIT_CRON)
+        self.assertGreater(self.requests_to("listpermohonanterbit"), 0)
+        self.assertEqual(self.logs("permits")[0].trigger, "schedule")
+
+    def _count_page_queries(self, page_size):
+        """SQL queries of the cron callback that syncs one page (of new permits)."""
+        config = self.config.copy(
+            {"name": f"Pages of {page_size}", "page_size": page_size}
+        )
+        progress = {"done": 0}
+        with self.param("sicantik_connector.sync_pages_per_batch", 1):
+            config.action_sync_now()
+            config._sync_permits_batch(
+                time.monotonic() + 60, progress
+            )  # types + page 1
+            self.env.invalidate_all()
+            before = self.cr.sql_log_count
+            more = config._sync_permits_batch(time.monotonic() + 60, progress)
+            self.env.flush_all()
+            queries = self.cr.sql_log_count - before
+        self.assertTrue(more)
+        self.assertEqual(config.sync_offset, 2 * page_size)
+        log = config.sync_log_id
+        self.assertEqual(log.created_count, len(self.permits(config)))
+        return queries
+
+    def test_queries_per_page_do_not_grow_with_the_page_size(self):
+        small = self._count_page_queries(10)
+        large = self._count_page_queries(100)
+        self.assertEqual(small, large)
+        self.assertLessEqual(small, 20)
+
+    @mute_logger(
+        "odoo.addons.sicantik_connector.tools.sicantik_api",
+        "odoo.addons.sicantik_connector.models.sicantik_config",
+    )
+    def test_a_fault_mid_run_keeps_the_data_and_the_next_run_completes(self):
+        with self.param("sicantik_connector.sync_pages_per_batch", 2):
+            self.config.action_sync_now()
+            self.env.ref(PERMIT_CRON).method_direct_trigger()  # types + 2 pages
+        stored = {
+            p.pendaftaran_id: (p.no_surat, p.applicant_name, p.permit_type_id)
+            for p in self.permits()
+        }
+        self.assertEqual(self.config.sync_offset, 100)
+        # The server fails on the third page, every retry included.
+        self.sandbox.queue_faults(500, 500, 500, 500)
+        self.env.ref(PERMIT_CRON).method_direct_trigger()
+        log = self.logs("permits")[0]
+        self.assertEqual(log.state, "partial")
+        self.assertEqual(log.failure_type, "server")
+        self.assertIn("internal error", log.failure_reason)
+        self.assertIn("row 100", log.message)
+        self.assertEqual(log.status_5xx, 4)
+        self.assertEqual(self.config.sync_offset, 100, "the cursor stays")
+        self.assertEqual(self.config.sync_pass_state, "in_progress")
+        after = {
+            p.pendaftaran_id: (p.no_surat, p.applicant_name, p.permit_type_id)
+            for p in self.permits()
+        }
+        self.assertEqual(after, stored, "nothing stored is changed or lost")
+        # An unreadable answer is handled the same way.
+        self.sandbox.queue_faults("malformed", "malformed", "malformed", "malformed")
+        self.env.ref(PERMIT_CRON).method_direct_trigger()
+        self.assertEqual(self.logs("permits")[0].failure_type, "bad_response")
+        # The next runs continue from row 100 and complete the pass.
+        self.run_cron(PERMIT_CRON)
+        last = self.logs("permits")[0]
+        self.assertEqual(last.state, "done")
+        self.assertEqual(last.start_offset, 100)
+        self.assertEqual(
+            set(self.permits().mapped("pendaftaran_id")), self.listed_ids()
+        )
+
+    def test_killed_run_resumes_without_loss_or_duplicate(self):
+        original = SicantikPermit._upsert_issued_page
+        calls = []
+
+        def upsert_then_die(self_, *args, **kwargs):
+            result = original(self_, *args, **kwargs)
+            calls.append(1)
+            if len(calls) == 3:
+                raise Killed()  # after writing page 3, before its commit
+            return result
+
+        self.config.action_sync_now()
+        with patch.object(SicantikPermit, "_upsert_issued_page", upsert_then_die):
+            killed = False
+            try:  # not assertRaises: its savepoint would undo pages 1 and 2
+                self.env.ref(PERMIT_CRON).method_direct_trigger()
+            except Killed:
+                killed = True
+        self.assertTrue(killed, "the run was killed")
+        # Pages 1 and 2 are kept, page 3 is rolled back with its offset.
+        self.assertEqual(self.config.sync_offset, 100)
+        self.assertEqual(
+            len(self.permits()),
+            len({p.pendaftaran_id for p, _who in self.sandbox.dataset.rows[:100]}),
+        )
+        log = self.logs("permits")
+        self.assertEqual(log.state, "running")
+        # Much later, the next run closes the dead row and resumes at row 100.
+        log.heartbeat -= log.STALE_AFTER * 2
+        self.run_cron(PERMIT_CRON)
+        self.assertEqual(log.state, "interrupted")
+        resumed = self.logs("permits")[0]
+        self.assertNotEqual(resumed, log)
+        self.assertEqual(resumed.state, "done")
+        self.assertEqual(resumed.start_offset, 100)
+        permits = self.permits()
+        self.assertEqual(len(permits), len(self.listed_ids()))
+        self.assertEqual(set(permits.mapped("pendaftaran_id")), self.listed_ids())
+        self.assertEqual(log.created_count + resumed.created_count, len(permits))
+        # The page that died was fetched again, no other one.
+        rows = len(self.sandbox.dataset.rows)
+        pages = -(-rows // 50) + (rows % 50 == 0)
+        self.assertEqual(self.requests_to("listpermohonanterbit"), pages + 1)
+
+    def test_future_api_list_with_expiry_dates(self):
+        self.sandbox.configure(future_api=True)
+        self.sync_permits()
+        self.assertTrue(self.config.list_has_expiry)
+        self.assertTrue(self.config.list_has_expiry_since)
+        permits = self.permits()
+        dataset = self.sandbox.dataset.by_pendaftaran_id
+        dated = permits.filtered("expiry_date")
+        self.assertTrue(dated)
+        for permit in dated:
+            self.assertEqual(
+                str(permit.expiry_date), dataset[permit.pendaftaran_id].d_berlaku_izin
+            )
+            self.assertEqual(permit.expiry_source, "list")
+        self.assertFalse(permits.filtered("next_expiry_check"))
+        # The expiry sync asks nothing, permit by permit or otherwise.
+        self.sandbox.reset_stats()
+        self.sync_expiry()
+        self.config.action_test_expiry_sync()
+        self.assertEqual(self.requests_to("cekperizinan"), 0)
+        # A renewal shows up on the next pass, with a chatter message.
+        permit = dated[0]
+        source = dataset[permit.pendaftaran_id]
+        old = source.d_berlaku_izin
+        source.d_berlaku_izin = "2099-12-31"
+        try:
+            self.sync_permits()
+        finally:
+            source.d_berlaku_izin = old
+        self.assertEqual(str(permit.expiry_date), "2099-12-31")
+        self.assertIn("Renewed", permit.message_ids[0].body)
+        # The switch goes back by itself when the field disappears.
+        self.sandbox.configure(future_api=False)
+        self.sync_permits()
+        self.assertFalse(self.config.list_has_expiry)
+        self.assertEqual(
+            len(self.permits().filtered("next_expiry_check")), len(permits)
+        )

@@ -1,0 +1,1 @@
+from . import sicantik_config_expiry_sync

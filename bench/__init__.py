@@ -1,0 +1,24 @@
+"""Benchmarks of the addon, run with ``python -m bench [name ...]``.
+
+Each benchmark is a module with a ``run() -> (line, ok)``: one line ending in
+``ratio=<bound/measured>``, and whether the target is met. Modules that need
+Odoo set ``NEEDS_ODOO = True`` and are skipped where none is configured.
+Adding a benchmark is one entry in ``BENCHMARKS``: the module is imported
+only when it runs, so benchmarks that need Odoo do not burden the others.
+"""
+
+BENCHMARKS = {
+    # name: (module, one-line description)
+    "expiry_fetch": (
+        "bench.expiry_fetch",
+        "cekperizinan for 500 permits at 10 req/s against a 300 ms sandbox",
+    ),
+    "permit_sync": (
+        "bench.permit_sync",
+        "20,000 sandbox permits into a fresh Odoo database, pages of 50 and 200",
+    ),
+    "expiry_sync_odoo": (
+        "bench.expiry_sync_odoo",
+        "two-step expiry sync of 500 permits in Odoo at 10 req/s, 300 ms sandbox",
+    ),
+}

@@ -387,7 +387,7 @@ RESULT_LINE = re.compile(
 )
 
 
-def tier_odoo(py, allow_clone=True):
+def tier_odoo(py, allow_clone=True, tags=None):
     tally = Tally("odoo")
     odoo, why = ensure_odoo(py, allow_clone=allow_clone)
     why = why or postgres_problem(py)
@@ -405,7 +405,7 @@ def tier_odoo(py, allow_clone=True):
         "--init", ADDON,
         "--without-demo", "all",
         "--test-enable",
-        "--test-tags", f"/{ADDON}",
+        "--test-tags", tags or f"/{ADDON}",
         "--stop-after-init",
         "--http-interface", "127.0.0.1",
         "--http-port", free_port(),
@@ -467,12 +467,21 @@ def tier_odoo(py, allow_clone=True):
 def cmd_test(args):
     py = ensure_venv()
     _, link = addons_path(py)
-    tallies = [tier_pure(py), tier_static(py, link)]
-    odoo_tier = tier_odoo(py, allow_clone=not args.no_clone)
-    if odoo_tier.skip_reason and os.environ.get("REQUIRE_ODOO") == "1":
-        say(f"odoo tier: skipped ({odoo_tier.skip_reason}); REQUIRE_ODOO=1 fails it")
-        odoo_tier.failed, odoo_tier.skip_reason = 1, None
-    tallies.append(odoo_tier)
+    tiers = args.tier or ["pure", "static", "odoo"]
+    tallies = []
+    if "pure" in tiers:
+        tallies.append(tier_pure(py))
+    if "static" in tiers:
+        tallies.append(tier_static(py, link))
+    if "odoo" in tiers:
+        odoo_tier = tier_odoo(py, allow_clone=not args.no_clone, tags=args.tags)
+        if odoo_tier.skip_reason and os.environ.get("REQUIRE_ODOO") == "1":
+            say(
+                f"odoo tier: skipped ({odoo_tier.skip_reason}); "
+                "REQUIRE_ODOO=1 fails it"
+            )
+            odoo_tier.failed, odoo_tier.skip_reason = 1, None
+        tallies.append(odoo_tier)
     say("")
     for tally in tallies:
         say(tally.line())
@@ -587,6 +596,16 @@ def main():
     sub = parser.add_subparsers(dest="command", required=True)
     test = sub.add_parser("test", help="run the three test tiers")
     test.add_argument("--no-clone", action="store_true", help="never clone Odoo")
+    test.add_argument(
+        "--tier",
+        action="append",
+        choices=["pure", "static", "odoo"],
+        help="run only this tier (repeatable; default: all three)",
+    )
+    test.add_argument(
+        "--tags",
+        help="Odoo --test-tags for a narrower run, e.g. /sicantik_connector:TestX",
+    )
     test.set_defaults(func=cmd_test)
     runp = sub.add_parser("run", help="run Odoo with the addon and the sandbox")
     runp.add_argument("--database", default=os.environ.get("DB", "sicantik_demo"))

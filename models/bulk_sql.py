@@ -67,11 +67,13 @@ def bulk_insert(model, rows, conflict=None):
     return [row[0] for row in model.env.cr.fetchall()]
 
 
-def bulk_update(model, rows):
+def bulk_update(model, rows, keep_null=()):
     """Update rows of ``model``'s table: ``rows`` maps id -> {column: value}.
 
     Every row must carry the same columns. One ``UPDATE ... FROM (VALUES ...)``
-    statement; values are cast to the column types, so ``None`` is fine.
+    statement; values are cast to the column types, so ``None`` is fine. For
+    the columns in ``keep_null`` a ``None`` keeps the stored value: an answer
+    that lacks a field must not erase what an earlier answer gave.
     """
     if not rows:
         return 0
@@ -89,10 +91,13 @@ def bulk_update(model, rows):
         [
             *(
                 SQL(
-                    "%s = v.%s::%s",
+                    "%s = COALESCE(v.%s::%s, t.%s)"
+                    if name in keep_null
+                    else "%s = v.%s::%s",
                     SQL.identifier(name),
                     SQL.identifier(name),
                     SQL(ctype),
+                    *([SQL.identifier(name)] if name in keep_null else []),
                 )
                 for name, ctype in zip(names, types, strict=True)
             ),

@@ -593,7 +593,7 @@ class SicantikPermit(models.Model):
             updates[row["id"]] = values
         if updates:
             self.flush_model()
-            bulk_update(self, updates)
+            bulk_update(self, updates, keep_null=DETAIL_COLUMNS)
             self.invalidate_model()
         return counts, changes
 

@@ -117,6 +117,27 @@ class TestSicantikExpirySync(SicantikSandboxCase):
         self.assertIn(str(renewed), message.body)
         self.assertEqual(self.logs("expiry")[0].updated_count, 1)
 
+    def test_an_answer_missing_fields_keeps_the_stored_values(self):
+        self.sync_expiry()
+        permit = self.permits.filtered(
+            lambda p: p.expiry_check_state == "found"
+            and p.applicant_phone
+            and p.npwp
+        )[0]
+        kept = permit.read(["applicant_phone", "npwp", "expiry_date"])[0]
+        source = self.sandbox.dataset.by_pendaftaran_id[permit.pendaftaran_id]
+        applicants, company = source.applicants, source.company
+        self.addCleanup(setattr, source, "applicants", applicants)
+        self.addCleanup(setattr, source, "company", company)
+        source.applicants = [applicants[0]._replace(telp_pemohon=None)]
+        source.company = company._replace(npwp=None)
+        permit.action_check_expiry_now()
+        self.sync_expiry()
+        self.assertEqual(permit.expiry_check_state, "found")
+        self.assertEqual(
+            permit.read(["applicant_phone", "npwp", "expiry_date"])[0], kept
+        )
+
     @mute_logger(
         "odoo.addons.sicantik_connector.tools.sicantik_api",
         "odoo.addons.sicantik_connector.models.sicantik_config",

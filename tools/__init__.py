@@ -26,6 +26,22 @@ _EXPORTS = {
     "SicantikBadRequest": ".sicantik_exceptions",
     "SicantikResponseError": ".sicantik_exceptions",
     "SicantikDataError": ".sicantik_exceptions",
+    "normalize_phone": ".phone",
+    "PhoneResult": ".phone",
+    "SendResult": ".whatsapp_gateways",
+    "WhatsappGateway": ".whatsapp_gateways",
+    "LogOnlyGateway": ".whatsapp_gateways",
+    "MetaCloudGateway": ".whatsapp_gateways",
+    "FonnteGateway": ".whatsapp_gateways",
+    "WahaGateway": ".whatsapp_gateways",
+    "WebhookGateway": ".whatsapp_gateways",
+    "WhatsappError": ".whatsapp_exceptions",
+    "WhatsappConfigError": ".whatsapp_exceptions",
+    "WhatsappRetryableError": ".whatsapp_exceptions",
+    "WhatsappRateLimited": ".whatsapp_exceptions",
+    "WhatsappPermanentError": ".whatsapp_exceptions",
+    "WhatsappInvalidNumber": ".whatsapp_exceptions",
+    "WhatsappUnknownOutcome": ".whatsapp_exceptions",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,0 +1,408 @@
+from datetime import datetime, time, timedelta
+
+from dateutil.relativedelta import relativedelta
+
+from odoo import _, api, fields, models
+from odoo.tools import SQL
+from odoo.tools.misc import format_date
+
+from .sicantik_permit import CRITICAL_DAYS, WARNING_DAYS
+
+HORIZONS = (30, 60, 90)
+TOP_TYPES = 10
+MONTHS = 12
+HEALTH_DAYS = 7
+PROBLEM_STATES = ("failed", "partial", "interrupted")
+PERMIT_VIEWS = [
+    [False, "list"],
+    [False, "kanban"],
+    [False, "form"],
+    [False, "calendar"],
+    [False, "graph"],
+    [False, "pivot"],
+]
+
+
+class SicantikDashboard(models.AbstractModel):
+    """The figures of SICANTIK > Dashboard, each with the list it opens.
+
+    Everything comes from one call so the page loads in one round trip; every
+    count is an aggregate query under the user's access rules (so only the
+    companies selected in the company switcher count), never a loop over
+    records. A figure's count and the list it opens are built from the same
+    domain, so they agree.
+    """
+
+    _name = "sicantik.dashboard"
+    _description = "SICANTIK Dashboard"
+
+    # ------------------------------------------------------------
+    # PUBLIC (called by the dashboard client action)
+    # ------------------------------------------------------------
+
+    @api.model
+    def get_dashboard_data(self):
+        """All the figures of the dashboard, as JSON-ready dicts."""
+        Permit = self.env["sicantik.permit"]
+        # A clear AccessError for users outside SICANTIK, before any query.
+        Permit.browse().check_access("read")
+        self.env["sicantik.sync.log"].browse().check_access("read")
+        # Same "today" as the search filters of the permit list (user's tz).
+        today = fields.Date.context_today(self)
+        states, horizons, total = self._permit_buckets(today)
+        return {
+            "today": fields.Date.to_string(today),
+            "total": total,
+            "states": states,
+            "horizons": horizons,
+            "types": self._permit_types(),
+            "months": self._expiry_months(today),
+            "health": self._run_health(),
+            "reminders": self._reminders(today),
+        }
+
+    # ------------------------------------------------------------
+    # PERMITS
+    # ------------------------------------------------------------
+
+    @api.model
+    def _permit_buckets(self, today):
+        """Counts by expiry state and by horizon: one aggregate query.
+
+        Each bucket is a domain (the search filter it opens, plus what the
+        filter lacks); its SQL condition is the ORM's own translation of that
+        domain, evaluated with ``count(*) FILTER`` over the rows the user may
+        read.
+        """
+        day = fields.Date.to_string
+        critical_end = day(today + timedelta(days=CRITICAL_DAYS))
+        warning_end = day(today + timedelta(days=WARNING_DAYS))
+        not_revoked = [("status", "!=", "revoked")]
+        # (key, label, filter names, extra domain, domain of the count)
+        # The count domains mirror the filters of sicantik_permit_view_search.
+        state_specs = [
+            (
+                "expired",
+                _("Expired"),
+                ["expired"],
+                [],
+                not_revoked
+                + [("expiry_unlimited", "=", False), ("expiry_date", "<", day(today))],
+            ),
+            (
+                "critical",
+                _("Critical (≤ 30 days)"),
+                ["critical"],
+                [],
+                not_revoked
+                + [
+                    ("expiry_date", ">=", day(today)),
+                    ("expiry_date", "<=", critical_end),
+                ],
+            ),
+            (
+                "warning",
+                _("Warning (≤ 60 days)"),
+                ["warning"],
+                [],
+                not_revoked
+                + [
+                    ("expiry_date", ">", critical_end),
+                    ("expiry_date", "<=", warning_end),
+                ],
+            ),
+            (
+                "ok",
+                _("Valid > 60 days"),
+                [],
+                not_revoked
+                + [
+                    "|",
+                    ("expiry_unlimited", "=", True),
+                    ("expiry_date", ">", warning_end),
+                ],
+                None,
+            ),
+            (
+                "none",
+                _("Without expiry date"),
+                ["no_expiry"],
+                not_revoked,
+                not_revoked
+                + [("expiry_date", "=", False), ("expiry_unlimited", "=", False)],
+            ),
+            ("revoked", _("Revoked"), ["revoked"], [], [("status", "=", "revoked")]),
+        ]
+        horizon_specs = []
+        for days in HORIZONS:
+            end = day(today + timedelta(days=days))
+            domain = not_revoked + [
+                ("expiry_date", ">=", day(today)),
+                ("expiry_date", "<=", end),
+            ]
+            # 30 and 60 days are the Critical filter, and Critical or Warning.
+            filters = {30: ["critical"], 60: ["critical", "warning"]}.get(days, [])
+            horizon_specs.append(
+                (
+                    f"days_{days}",
+                    _("Expiring in %(days)s days", days=days),
+                    filters,
+                    [] if filters else domain,
+                    domain,
+                )
+            )
+        specs = state_specs + horizon_specs
+        counts = self._count_permits(
+            [count_domain or extra for _k, _l, _f, extra, count_domain in specs]
+        )
+        figures = []
+        for (key, label, filters, extra, _domain), count in zip(
+            specs, counts[1:], strict=True
+        ):
+            figures.append(
+                {
+                    "key": key,
+                    "label": label,
+                    "count": count,
+                    "action": self._permit_action(label, extra, filters),
+                }
+            )
+        return figures[: len(state_specs)], figures[len(state_specs) :], counts[0]
+
+    @api.model
+    def _count_permits(self, domains):
+        """``[total, count of domain 1, ...]`` in one query over the permits
+        the current user may read."""
+        Permit = self.env["sicantik.permit"].with_context(active_test=False)
+        Permit.flush_model()
+        base = Permit._search([])
+        columns = [SQL("count(*)")]
+        for domain in domains:
+            condition = Permit._where_calc(domain).where_clause
+            columns.append(SQL("count(*) FILTER (WHERE %s)", condition))
+        return list(self.env.execute_query(base.select(*columns))[0])
+
+    @api.model
+    def _permit_types(self):
+        """The types with the most permits, and how many permits the others
+        have."""
+        Permit = self.env["sicantik.permit"]
+        groups = Permit._read_group(
+            [], ["permit_type_id"], ["__count"], order="__count desc"
+        )
+        top = []
+        for permit_type, count in groups[:TOP_TYPES]:
+            if permit_type:
+                name = permit_type.display_name
+                action = self._permit_action(
+                    _("Permits: %(type)s", type=name),
+                    context={"search_default_permit_type_id": permit_type.id},
+                )
+            else:
+                name = _("No type")
+                action = self._permit_action(name, [("permit_type_id", "=", False)])
+            top.append(
+                {
+                    "key": permit_type.id or 0,
+                    "label": name,
+                    "count": count,
+                    "action": action,
+                }
+            )
+        return {
+            "top": top,
+            "others": sum(count for _type, count in groups[TOP_TYPES:]),
+            "count": len(groups),
+        }
+
+    @api.model
+    def _expiry_months(self, today):
+        """Permits expiring per month, this month (from today) and the 11
+        following."""
+        day = fields.Date.to_string
+        first = today.replace(day=1)
+        last = first + relativedelta(months=MONTHS, days=-1)
+        base = [
+            ("status", "!=", "revoked"),
+            ("expiry_date", ">=", day(today)),
+            ("expiry_date", "<=", day(last)),
+        ]
+        counts = dict(
+            self.env["sicantik.permit"]._read_group(
+                base, ["expiry_date:month"], ["__count"]
+            )
+        )
+        months = []
+        for index in range(MONTHS):
+            start = first + relativedelta(months=index)
+            end = start + relativedelta(months=1, days=-1)
+            label = format_date(self.env, start, date_format="MMM yyyy")
+            months.append(
+                {
+                    "key": day(start),
+                    "label": label,
+                    "count": counts.get(start, 0),
+                    "action": self._permit_action(
+                        _("Permits expiring in %(month)s", month=label),
+                        [
+                            ("status", "!=", "revoked"),
+                            ("expiry_date", ">=", day(max(start, today))),
+                            ("expiry_date", "<=", day(end)),
+                        ],
+                    ),
+                }
+            )
+        return months
+
+    @api.model
+    def _permit_action(self, name, domain=None, filters=(), context=None):
+        """The permit list, with the given search filters applied."""
+        context = dict(context or {})
+        context.update({f"search_default_{flt}": 1 for flt in filters})
+        return {
+            "type": "ir.actions.act_window",
+            "name": name,
+            "res_model": "sicantik.permit",
+            "views": PERMIT_VIEWS,
+            "domain": domain or [],
+            "context": context,
+        }
+
+    # ------------------------------------------------------------
+    # RUNS
+    # ------------------------------------------------------------
+
+    @api.model
+    def _run_health(self):
+        """Last success, last failure and the week's figures of the jobs."""
+        Log = self.env["sicantik.sync.log"]
+        since = fields.Datetime.now() - timedelta(days=HEALTH_DAYS)
+        week = [("start_date", ">=", fields.Datetime.to_string(since))]
+        success = Log.search([("state", "=", "done")], limit=1)
+        failure = Log.search([("state", "in", PROBLEM_STATES)], limit=1)
+        running = Log.search_count([("state", "=", "running")])
+        ((runs, requests, retries, p50, p95),) = Log._read_group(
+            week,
+            [],
+            [
+                "__count",
+                "request_count:sum",
+                "retry_count:sum",
+                "latency_p50_ms:avg",
+                "latency_p95_ms:max",
+            ],
+        )
+        problems = Log.search_count(week + [("state", "in", PROBLEM_STATES)])
+        return {
+            "last_success": self._log_values(success),
+            "last_failure": self._log_values(failure),
+            "running": running,
+            "running_action": self._log_action(_("Running jobs"), filters=["running"]),
+            "days": HEALTH_DAYS,
+            "runs": runs,
+            "problems": problems,
+            "requests": requests or 0,
+            "retries": retries or 0,
+            "latency_p50_ms": round(p50 or 0.0),
+            "latency_p95_ms": round(p95 or 0.0),
+            "runs_action": self._log_action(
+                _("Runs of the last %(days)s days", days=HEALTH_DAYS), week
+            ),
+            "problems_action": self._log_action(
+                _("Problems of the last %(days)s days", days=HEALTH_DAYS),
+                week,
+                ["problems"],
+            ),
+        }
+
+    @api.model
+    def _log_values(self, log):
+        if not log:
+            return False
+        operations = dict(log._fields["operation"]._description_selection(self.env))
+        states = dict(log._fields["state"]._description_selection(self.env))
+        return {
+            "id": log.id,
+            "date": fields.Datetime.to_string(log.end_date or log.start_date),
+            "operation": operations.get(log.operation, log.operation),
+            "state": log.state,
+            "state_label": states.get(log.state, log.state),
+            "config": log.config_id.display_name,
+            "reason": log.failure_reason or log.message or "",
+            "requests": log.request_count,
+            "latency_p50_ms": round(log.latency_p50_ms),
+            "latency_p95_ms": round(log.latency_p95_ms),
+            "duration": log.duration,
+            "action": {
+                "type": "ir.actions.act_window",
+                "name": log.display_name,
+                "res_model": "sicantik.sync.log",
+                "res_id": log.id,
+                "views": [[False, "form"]],
+            },
+        }
+
+    @api.model
+    def _log_action(self, name, domain=None, filters=()):
+        return {
+            "type": "ir.actions.act_window",
+            "name": name,
+            "res_model": "sicantik.sync.log",
+            "views": [[False, "list"], [False, "form"]],
+            "domain": domain or [],
+            "context": {f"search_default_{flt}": 1 for flt in filters},
+        }
+
+    # ------------------------------------------------------------
+    # REMINDERS
+    # ------------------------------------------------------------
+
+    @api.model
+    def _reminders(self, today):
+        """WhatsApp reminders sent and failed this month, or False where the
+        reminder model is not installed."""
+        if "sicantik.notification" not in self.env:
+            return False
+        Notification = self.env["sicantik.notification"]
+        if not Notification.has_access("read"):
+            return False
+        # From the 1st of the month at 00:00 UTC, as the "Sent This Month"
+        # filter of the reminder list counts.
+        since = fields.Datetime.to_string(
+            datetime.combine(today.replace(day=1), time.min)
+        )
+        sent_date = "sent_at" if "sent_at" in Notification._fields else "create_date"
+        # A failure is recorded by writing the row: its write date is when it
+        # failed (the row may have been queued the month before).
+        specs = [
+            (
+                "sent",
+                _("Sent"),
+                _("Reminders sent this month"),
+                [("state", "=", "sent"), (sent_date, ">=", since)],
+            ),
+            (
+                "failed",
+                _("Failed"),
+                _("Reminders failed this month"),
+                [("state", "=", "failed"), ("write_date", ">=", since)],
+            ),
+        ]
+        figures = []
+        for key, label, title, domain in specs:
+            figures.append(
+                {
+                    "key": key,
+                    "label": label,
+                    "count": Notification.search_count(domain),
+                    "action": {
+                        "type": "ir.actions.act_window",
+                        "name": title,
+                        "res_model": "sicantik.notification",
+                        "views": [[False, "list"], [False, "form"]],
+                        "domain": domain,
+                        "context": {},
+                    },
+                }
+            )
+        return figures

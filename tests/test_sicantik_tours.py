@@ -1,0 +1,177 @@
+import base64
+import importlib.util
+import os
+import random
+import unittest
+from datetime import timedelta
+from pathlib import Path
+from unittest.mock import patch
+
+from odoo import fields
+from odoo.tests import HttpCase, tagged
+from odoo.tests import common as odoo_test_common
+
+from odoo.addons.sicantik_connector.sandbox import SandboxServer
+from odoo.addons.sicantik_connector.sandbox.data import PERMIT_TYPE_SPECS
+
+from .common import use_loopback_send
+
+# Where the README's screenshot goes (taken with SICANTIK_SCREENSHOT=1).
+SCREENSHOT = Path(__file__).resolve().parents[1] / "static/description/dashboard.png"
+
+
+def browser_problem():
+    """Why Odoo's browser tests cannot run here, or None."""
+    if importlib.util.find_spec("websocket") is None:
+        return "the websocket-client Python package is missing"
+    try:
+        odoo_test_common._find_executable()
+    except unittest.SkipTest:
+        return (
+            "no chromium, chromium-browser or google-chrome on PATH "
+            "(Debian: apt-get install chromium)"
+        )
+    return None
+
+
+@tagged("post_install", "-at_install", "sicantik")
+class TestSicantikTours(HttpCase):
+    """Browser tours in headless Chromium: the dashboard, its lists, the
+    Critical filter, a permit, and Test Connection against the sandbox."""
+
+    browser_size = "1440x1080"
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        use_loopback_send(cls)
+        cls.sandbox = SandboxServer(permits=50, seed=3).start()
+        cls.addClassCleanup(cls.sandbox.stop)
+        cls.env = cls.env(context=dict(cls.env.context, tracking_disable=True))
+        cls.env["sicantik.config"].search([]).write({"active": False})
+        cls.config = cls.env["sicantik.config"].create(
+            {
+                "name": "Sandbox",
+                "api_url": cls.sandbox.url,
+                "timeout": 5,
+                "rate_limit": 200,
+            }
+        )
+        cls.today = fields.Date.context_today(cls.env.user)
+        cls.seq = 0
+
+    def setUp(self):
+        super().setUp()
+        problem = browser_problem()
+        if problem:
+            self.skipTest(f"no Chromium: {problem}")
+
+    @classmethod
+    def make_permits(cls, rows):
+        """Permits from ``(days to expiry or None, permit type)`` rows."""
+        values = []
+        for days, permit_type in rows:
+            cls.seq += 1
+            values.append(
+                {
+                    "config_id": cls.config.id,
+                    "pendaftaran_id": f"99999{cls.seq:011d}",
+                    "no_surat": f"503/{cls.seq:04d}/TDP/DPM-PPTSP/2025",
+                    "applicant_name": f"Pemohon {cls.seq}",
+                    "permit_type_id": permit_type.id,
+                    "expiry_date": days is not None
+                    and cls.today + timedelta(days=days),
+                }
+            )
+        return cls.env["sicantik.permit"].create(values)
+
+    def test_dashboard_tour(self):
+        permit_type = self.env["sicantik.permit.type"].create(
+            {"name": "SURAT IZIN USAHA PERDAGANGAN (SIUP)", "config_id": self.config.id}
+        )
+        # Away from the 30/60/90-day bounds: the browser's "today" may be
+        # another time zone's.
+        self.make_permits([(d, permit_type) for d in (3, 20, 45, 80, -15, None, 200)])
+        self.start_tour("/odoo", "sicantik_dashboard_tour", login="admin")
+        log = self.env["sicantik.sync.log"].search(
+            [("config_id", "=", self.config.id), ("operation", "=", "test_connection")]
+        )
+        self.assertEqual(log.state, "done")
+        self.assertGreaterEqual(self.sandbox.stats()["requests"], 1)
+
+    def test_dashboard_screenshot(self):
+        """A dashboard as an office sees it; with SICANTIK_SCREENSHOT=1 its
+        picture is saved for the README."""
+        self.fill_office()
+        original_stop = odoo_test_common.ChromeBrowser.stop
+
+        def stop(browser):
+            # The tour ended on the drawn dashboard: take it before closing.
+            if hasattr(browser, "ws"):
+                shot = browser._websocket_request(
+                    "Page.captureScreenshot", params={"format": "png"}, timeout=30
+                )
+                SCREENSHOT.write_bytes(base64.b64decode(shot["data"]))
+            original_stop(browser)
+
+        screenshot = os.environ.get("SICANTIK_SCREENSHOT") == "1"
+        with patch.object(
+            odoo_test_common.ChromeBrowser,
+            "stop",
+            stop if screenshot else original_stop,
+        ):
+            self.start_tour(
+                "/odoo/action-sicantik_connector.sicantik_dashboard_action",
+                "sicantik_dashboard_screenshot_tour",
+                login="admin",
+            )
+
+    def fill_office(self):
+        """About 1,000 permits over the sandbox's permit types, a few runs and
+        reminders."""
+        rng = random.Random(1)
+        Type = self.env["sicantik.permit.type"]
+        rows = []
+        for spec in PERMIT_TYPE_SPECS:
+            permit_type = Type.create(
+                {"name": " ".join(spec[1].split()), "config_id": self.config.id}
+            )
+            for _i in range(round(spec[6] * 12)):
+                days = None if rng.random() < 0.06 else rng.randint(-90, 400)
+                rows.append((days, permit_type))
+        permits = self.make_permits(rows)
+        Log = self.env["sicantik.sync.log"]
+        done = Log._start(self.config, "permits")
+        done._add_client_stats(
+            {
+                "requests": 214,
+                "retries": 3,
+                "by_status": {"2xx": 211, "5xx": 3},
+                "latency_p50_ms": 182.0,
+                "latency_p95_ms": 412.0,
+            }
+        )
+        done.write({"fetched_count": len(permits), "created_count": len(permits)})
+        done._finish("done")
+        failed = Log._start(self.config, "expiry")
+        failed._set_failure("timeout", "read timed out (read timeout=20)")
+        failed._finish()
+        if "sicantik.notification" in self.env:
+            now = fields.Datetime.now()
+            soon = permits.filtered(
+                lambda p: p.expiry_date and 0 <= (p.expiry_date - self.today).days <= 30
+            )
+            self.env["sicantik.notification"].create(
+                [
+                    {
+                        "permit_id": permit.id,
+                        "config_id": self.config.id,
+                        "company_id": permit.company_id.id,
+                        "stage": 30,
+                        "expiry_date": permit.expiry_date,
+                        "state": "failed" if index % 9 == 0 else "sent",
+                        "sent_at": now if index % 9 else False,
+                    }
+                    for index, permit in enumerate(soon)
+                ]
+            )

@@ -13,18 +13,32 @@
         "security/ir.model.access.csv",
         "security/sicantik_connector_security.xml",
         "data/ir_config_parameter_data.xml",
+        "data/sicantik_whatsapp_provider_data.xml",
         "data/sicantik_config_data.xml",
         "data/ir_cron_data.xml",
         "views/sicantik_config_views.xml",
         "views/sicantik_permit_type_views.xml",
         "views/sicantik_permit_views.xml",
         "views/sicantik_sync_log_views.xml",
+        "views/sicantik_dashboard_views.xml",
+        "views/sicantik_whatsapp_provider_views.xml",
+        "views/sicantik_notification_views.xml",
+        "views/res_partner_views.xml",
         "wizards/sicantik_config_expiry_sync_views.xml",
+        "wizards/sicantik_whatsapp_test_message_views.xml",
         "views/sicantik_connector_menus.xml",
     ],
     "demo": [
         "data/sicantik_config_demo.xml",
     ],
+    "assets": {
+        "web.assets_backend": [
+            "sicantik_connector/static/src/dashboard/**/*",
+        ],
+        "web.assets_tests": [
+            "sicantik_connector/static/tests/tours/**/*",
+        ],
+    },
     "application": True,
     "installable": True,
 }

@@ -21,4 +21,12 @@ BENCHMARKS = {
         "bench.expiry_sync_odoo",
         "two-step expiry sync of 500 permits in Odoo at 10 req/s, 300 ms sandbox",
     ),
+    "reminder_scan": (
+        "bench.reminder_scan",
+        "the 09:00 reminder job over 50,000 permits, then again (queues 0)",
+    ),
+    "dashboard_load": (
+        "bench.dashboard_load",
+        "the dashboard's figures over 100,000 permits, server side (< 1 s)",
+    ),
 }

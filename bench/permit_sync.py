@@ -134,8 +134,7 @@ class PageQueryProbe:
         self.marks = []
 
     def __enter__(self):
-        # A bench script outside the addon: the absolute path is the only one.
-        from odoo.addons.sicantik_connector.models.sicantik_config import (  # pylint: disable=odoo-addons-relative-import
+        from odoo.addons.sicantik_connector.models.sicantik_config import (
             SicantikConfig,
         )
 

@@ -1,5 +1,13 @@
 -- A neutralized copy of the database must never call the SICANTIK server.
-UPDATE sicantik_config SET active = false;
+-- Archived, and pointed at a name that never resolves (RFC 2606), so that
+-- reactivating a connector or pressing a test button cannot reach it either.
+UPDATE sicantik_config
+   SET active = false,
+       api_url = 'https://sicantik.neutralized.invalid/backoffice/api';
 UPDATE ir_cron SET active = false
  WHERE id IN (SELECT res_id FROM ir_model_data
                WHERE module = 'sicantik_connector' AND model = 'ir.cron');
+-- ...nor any WhatsApp gateway: credentials blanked, every provider log-only.
+UPDATE sicantik_whatsapp_provider
+   SET api_token = NULL, api_url = NULL, webhook_headers = NULL,
+       meta_phone_number_id = NULL, provider_type = 'log';

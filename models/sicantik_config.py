@@ -13,10 +13,11 @@ from odoo.tools import SQL
 
 from odoo.addons.base.models.res_partner import _tz_get
 
-from ..tools import const
+from ..tools import const, reminders
 from ..tools.rate_limiter import RateLimiter
 from ..tools.sicantik_api import SicantikApi
 from ..tools.sicantik_exceptions import SicantikError
+from .sicantik_permit_type import PERMIT_FILTERS
 
 _logger = logging.getLogger(__name__)
 
@@ -34,8 +35,14 @@ DAILY_CRONS = {
     "sicantik_connector.ir_cron_check_expiring": 9,
 }
 
-# Rate limiters shared by every run of one connector in this process, so that
-# two callbacks in a row (or a button and a job) never send faster together.
+# Keys of the advisory locks that keep two callbacks of one job off the same
+# connector (the second key is the connector id), and the job of each.
+RUN_LOCK_KEYS = {"permits": 0x51C40001, "expiry": 0x51C40002}
+RUN_CRONS = {"permits": PERMIT_CRON, "expiry": EXPIRY_CRON}
+
+# Rate limiters shared by every run against one server in this process, so
+# that two callbacks in a row, a button and a job, or two connectors pointing
+# at the same server never send faster together.
 _LIMITERS = {}
 _LIMITERS_LOCK = threading.Lock()
 
@@ -160,6 +167,11 @@ class SicantikConfig(models.Model):
         readonly=True,
         help="Row of the permit list the current pass continues from.",
     )
+    sync_page_digest = fields.Char(
+        readonly=True,
+        help="Digest of the last page read: a server that serves it again for "
+        "the next offset is noticed by the next callback too.",
+    )
     sync_pass_started_at = fields.Datetime(readonly=True)
     sync_pass_rows = fields.Integer(readonly=True)
     sync_last_pass_rows = fields.Integer(
@@ -232,6 +244,9 @@ class SicantikConfig(models.Model):
     no_expiry_count = fields.Integer(
         string="Without Expiry Date", compute="_compute_statistics"
     )
+    critical_count = fields.Integer(
+        string="Expiring ≤ 30 Days", compute="_compute_statistics"
+    )
     expiring_count = fields.Integer(
         string="Expiring ≤ 60 Days", compute="_compute_statistics"
     )
@@ -240,7 +255,54 @@ class SicantikConfig(models.Model):
         string="Awaiting Expiry Check", compute="_compute_statistics"
     )
 
+    # --- WhatsApp reminders
+    whatsapp_provider_id = fields.Many2one(
+        "sicantik.whatsapp.provider",
+        string="WhatsApp Provider",
+        default=lambda self: self.env.ref(
+            "sicantik_connector.sicantik_whatsapp_provider_log",
+            raise_if_not_found=False,
+        ),
+        ondelete="restrict",
+        help="The gateway reminders of this connector's permits go through.",
+    )
+    reminder_stages = fields.Char(
+        default="90, 60, 30, 7, 0",
+        required=True,
+        help="Days before the expiry date at which the holder is reminded "
+        "(0: the day itself). After downtime only the most urgent missed "
+        "stage is sent.",
+    )
+    reminder_template = fields.Text(
+        default=reminders.DEFAULT_TEMPLATE,
+        required=True,
+        help="Placeholders: {holder}, {permit_type}, {permit_number}, "
+        "{expiry_date} (dd-mm-yyyy), {days}.",
+    )
+    reminder_template_today = fields.Text(
+        string="Reminder Template (Expiry Day)",
+        default=reminders.DEFAULT_TEMPLATE_TODAY,
+        required=True,
+    )
+    quiet_hours_start = fields.Float(
+        default=reminders.DEFAULT_QUIET_START,
+        help="No reminder is sent from this hour (office time)...",
+    )
+    quiet_hours_end = fields.Float(
+        default=reminders.DEFAULT_QUIET_END,
+        help="...until this hour; queued reminders wait. Equal hours: none.",
+    )
+    notification_count = fields.Integer(
+        string="Reminders", compute="_compute_notification_count"
+    )
+
     _sql_constraints = [
+        (
+            "quiet_hours_range",
+            "CHECK(quiet_hours_start >= 0 AND quiet_hours_start < 24 "
+            "AND quiet_hours_end >= 0 AND quiet_hours_end < 24)",
+            "Quiet hours are hours of the day, from 0 to 23:59.",
+        ),
         (
             "timeout_positive",
             "CHECK(timeout > 0)",
@@ -286,10 +348,14 @@ class SicantikConfig(models.Model):
         real = self.filtered("id")
         if real:
             domain = [("config_id", "in", real.ids)]
-            for config, state, count in self.env["sicantik.permit"]._read_group(
-                domain, ["config_id", "expiry_state"], ["__count"]
+            for config, state, status, count in self.env["sicantik.permit"]._read_group(
+                domain, ["config_id", "expiry_state", "status"], ["__count"]
             ):
-                permits.setdefault(config.id, {})[state] = count
+                # Revoked permits count as the list filters count them: in
+                # the total and "without expiry date" only.
+                key = "revoked" if status == "revoked" and state != "none" else state
+                states = permits.setdefault(config.id, {})
+                states[key] = states.get(key, 0) + count
             types = {
                 config.id: count
                 for config, count in self.env["sicantik.permit.type"]._read_group(
@@ -314,15 +380,54 @@ class SicantikConfig(models.Model):
             states = permits.get(config.id, {})
             config.permit_count = sum(states.values())
             config.no_expiry_count = states.get("none", 0)
+            config.critical_count = states.get("critical", 0)
             config.expiring_count = states.get("critical", 0) + states.get("warning", 0)
             config.expired_count = states.get("expired", 0)
             config.permit_type_count = types.get(config.id, 0)
             config.sync_log_count = logs.get(config.id, 0)
             config.expiry_due_count = due.get(config.id, 0)
 
+    def _compute_notification_count(self):
+        counts = dict(
+            self.env["sicantik.notification"]._read_group(
+                [("config_id", "in", self.ids)], ["config_id"], ["__count"]
+            )
+        )
+        for config in self:
+            config.notification_count = counts.get(config, 0)
+
     # ------------------------------------------------------------
     # CONSTRAINT METHODS
     # ------------------------------------------------------------
+
+    @api.constrains("reminder_stages", "reminder_template", "reminder_template_today")
+    def _check_reminder_settings(self):
+        for config in self:
+            try:
+                reminders.parse_stages(config.reminder_stages)
+            except reminders.ReminderConfigError as err:
+                if err.args[0] is None:
+                    raise ValidationError(
+                        _("Give at least one reminder stage, e.g. 30, 7, 0.")
+                    ) from None
+                raise ValidationError(
+                    _(
+                        "Reminder stages are whole days before expiry, at most "
+                        "366; %(part)s is not.",
+                        part=err.args[0],
+                    )
+                ) from None
+            for template in (config.reminder_template, config.reminder_template_today):
+                unknown = reminders.unknown_placeholders(template)
+                if unknown:
+                    raise ValidationError(
+                        _(
+                            "Unknown placeholder(s) %(unknown)s in a reminder "
+                            "template; use {holder}, {permit_type}, "
+                            "{permit_number}, {expiry_date} or {days}.",
+                            unknown=", ".join("{" + name + "}" for name in unknown),
+                        )
+                    )
 
     @api.constrains("api_url")
     def _check_api_url(self):
@@ -342,6 +447,21 @@ class SicantikConfig(models.Model):
                     _(
                         "The API URL of %(name)s must not contain a user name or "
                         "password.",
+                        name=config.name,
+                    )
+                )
+            try:
+                parts.port  # noqa: B018 (raises ValueError on a bad port)
+            except ValueError:
+                raise ValidationError(
+                    _("The API URL of %(name)s has an invalid port.", name=config.name)
+                ) from None
+            if parts.query or parts.fragment:
+                # The client refuses them too; the URL is also written to logs.
+                raise ValidationError(
+                    _(
+                        "The API URL of %(name)s must not contain a query string "
+                        "(?...) or a fragment (#...).",
                         name=config.name,
                     )
                 )
@@ -423,7 +543,20 @@ class SicantikConfig(models.Model):
         self.ensure_one()
         self._check_manager()
         self._ensure_not_running("expiry")
-        return self.sudo()._run_test_expiry_sync(10)
+        config = self.sudo()
+        if not config._try_run_lock("expiry"):
+            # The scheduled run holds it but had not committed its log yet.
+            raise UserError(
+                _(
+                    "The expiry sync of %(name)s is running in the background. "
+                    "Wait for it to end: its progress is in SICANTIK > Sync Logs.",
+                    name=self.display_name,
+                )
+            )
+        try:
+            return config._run_test_expiry_sync(10)
+        finally:
+            config._release_run_lock("expiry")
 
     def action_open_expiry_sync_wizard(self):
         self.ensure_one()
@@ -438,11 +571,16 @@ class SicantikConfig(models.Model):
         }
 
     def action_view_permits(self):
+        """The connector's permits; a stat button names a filter of the permit
+        search view in the ``sicantik_permit_filter`` context key."""
         self.ensure_one()
         action = self.env["ir.actions.act_window"]._for_xml_id(
             "sicantik_connector.sicantik_permit_action"
         )
         action["domain"] = [("config_id", "=", self.id)]
+        permit_filter = self.env.context.get("sicantik_permit_filter")
+        if permit_filter in PERMIT_FILTERS:
+            action["context"] = {f"search_default_{permit_filter}": 1}
         return action
 
     def action_view_permit_types(self):
@@ -476,6 +614,37 @@ class SicantikConfig(models.Model):
                 )
             )
 
+    def _reminder_stages(self):
+        self.ensure_one()
+        return reminders.parse_stages(self.reminder_stages)
+
+    def _reminder_provider(self):
+        """The provider reminders go through (the log-only one by default)."""
+        self.ensure_one()
+        return (
+            self.whatsapp_provider_id
+            or self.env.ref(
+                "sicantik_connector.sicantik_whatsapp_provider_log",
+                raise_if_not_found=False,
+            )
+            or self.env["sicantik.whatsapp.provider"]
+        )
+
+    def _reminder_text(self, stage, values):
+        self.ensure_one()
+        template = (
+            self.reminder_template_today if stage == 0 else self.reminder_template
+        )
+        return reminders.render(template, values)
+
+    def action_view_notifications(self):
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "sicantik_connector.sicantik_notification_action"
+        )
+        action["domain"] = [("config_id", "=", self.id)]
+        return action
+
     def _today(self):
         """Today's date in the office's time zone."""
         self.ensure_one()
@@ -492,15 +661,31 @@ class SicantikConfig(models.Model):
         }
 
     def _shared_limiter(self):
+        """The rate limiter of this connector's server (host and port).
+
+        Connectors pointing at one server share one quota, paced at the
+        lowest rate any of them sets.
+        """
         if not self.rate_limit_enabled or not self.rate_limit:
             return None
-        key = (self.env.cr.dbname, self.id, float(self.rate_limit))
+        server = self._server()
+        rates = [
+            config.rate_limit
+            for config in self.sudo().search([("rate_limit_enabled", "=", True)])
+            if config._server() == server
+        ]
+        rate = float(min([self.rate_limit, *rates]))
+        key = (server, rate)
         with _LIMITERS_LOCK:
             limiter = _LIMITERS.get(key)
             if limiter is None:
-                limiter = RateLimiter.for_server_limit(self.rate_limit)
+                limiter = RateLimiter.for_server_limit(rate)
                 _LIMITERS[key] = limiter
             return limiter
+
+    def _server(self):
+        """Host and port of the API URL: what the server's quota counts."""
+        return (urlsplit((self.api_url or "").strip()).netloc or "").lower()
 
     def _make_api(self, **kwargs):
         """A client for this server, with its timeout, pace and parallelism."""
@@ -629,6 +814,27 @@ class SicantikConfig(models.Model):
                 )
             )
 
+    def _try_run_lock(self, operation):
+        """Take the run lock of ``operation`` on this connector, or False.
+
+        A session-level advisory lock: it outlives the commits of a batch and
+        PostgreSQL drops it with the connection of a process that dies, so a
+        killed worker never blocks the next run.
+        """
+        self.ensure_one()
+        self.env.cr.execute(
+            SQL(
+                "SELECT pg_try_advisory_lock(%s, %s)", RUN_LOCK_KEYS[operation], self.id
+            )
+        )
+        return self.env.cr.fetchone()[0]
+
+    def _release_run_lock(self, operation):
+        self.ensure_one()
+        self.env.cr.execute(
+            SQL("SELECT pg_advisory_unlock(%s, %s)", RUN_LOCK_KEYS[operation], self.id)
+        )
+
     def _current_run_log(self, operation, log):
         """The log row of the run to continue, or an empty recordset.
 
@@ -703,14 +909,16 @@ class SicantikConfig(models.Model):
         active = bool(configs) and not neutralized
         now = fields.Datetime.now()
         tz = configs[:1].tz or DEFAULT_TZ
+        # As superuser: a SICANTIK manager may not read scheduled actions.
+        env = self.sudo().env
         for xmlid, hour in DAILY_CRONS.items():
-            cron = self.env.ref(xmlid, raise_if_not_found=False)
+            cron = env.ref(xmlid, raise_if_not_found=False)
             if cron:
                 values = {"nextcall": next_local_time(now, tz, hour)}
                 if cron.active != active:
                     values["active"] = active
-                cron.sudo().try_write(values)
-        cron = self.env.ref(PERMIT_CRON, raise_if_not_found=False)
+                cron.try_write(values)
+        cron = env.ref(PERMIT_CRON, raise_if_not_found=False)
         if cron:
             interval = min(configs.mapped("sync_interval") or [15])
             values = {}
@@ -719,7 +927,7 @@ class SicantikConfig(models.Model):
             if cron.active != active:
                 values["active"] = active
             if values:
-                cron.sudo().try_write(values)
+                cron.try_write(values)
 
     # ------------------------------------------------------------
     # BUSINESS METHODS: permit sync
@@ -748,7 +956,15 @@ class SicantikConfig(models.Model):
             return False
         trigger = "button" if config.sync_requested else "schedule"
         user = config.sync_requested_by or self.env.user
-        with config._make_api() as api:
+        try:
+            api = config._make_api()
+        except SicantikError as err:
+            # Settings the client refuses (say a URL stored before the
+            # constraint existed): a configuration failure, not an internal one.
+            log = log or Log._start(config, "permits", trigger, user=user)
+            config._stop_permit_run(log, err, None)
+            return False
+        with api:
             try:
                 if not log and not in_progress:
                     config._start_permit_pass(api, now, trigger, user)
@@ -790,6 +1006,7 @@ class SicantikConfig(models.Model):
                 {
                     "sync_pass_state": "idle",
                     "sync_offset": 0,
+                    "sync_page_digest": False,
                     "sync_log_id": False,
                     "last_sync_log_id": log.id,
                     "sync_last_pass_rows": config.sync_pass_rows,
@@ -823,6 +1040,7 @@ class SicantikConfig(models.Model):
             {
                 "sync_pass_state": "in_progress",
                 "sync_offset": 0,
+                "sync_page_digest": False,
                 "sync_pass_started_at": now,
                 "sync_pass_rows": 0,
             }
@@ -838,7 +1056,9 @@ class SicantikConfig(models.Model):
         max_pages = _param_int(self.env, "sicantik_connector.sync_pages_per_batch", 25)
         pages = 0
         for page in api.iter_issued_permits(
-            self.page_size, start_offset=self.sync_offset
+            self.page_size,
+            start_offset=self.sync_offset,
+            previous_digest=self.sync_page_digest or None,
         ):
             now = fields.Datetime.now()
             with self.env.cr.savepoint():
@@ -852,6 +1072,7 @@ class SicantikConfig(models.Model):
                 self.write(
                     {
                         "sync_offset": page.next_offset,
+                        "sync_page_digest": page.digest,
                         "sync_pass_rows": self.sync_pass_rows + page.raw_count,
                     }
                 )
@@ -939,6 +1160,9 @@ class SicantikConfig(models.Model):
                     "sync_requested_by": False,
                 }
             )
+        # Compared once: if exactly a page of permits was added meanwhile, the
+        # next run must not take that true page for a repeat again.
+        self.write({"sync_page_digest": False})
         if err.retry_after:
             at = fields.Datetime.now() + timedelta(seconds=err.retry_after)
             self.env.ref(PERMIT_CRON).sudo()._trigger(at=at)
@@ -1055,6 +1279,8 @@ class SicantikConfig(models.Model):
         def write(chunk):
             now = fields.Datetime.now()
             counts, changes = Permit._apply_expiry_results(self, chunk, now, today)
+            if not log.failure_type:
+                self._note_bad_answer(log, chunk)
             log.write(
                 {
                     "fetched_count": log.fetched_count
@@ -1089,6 +1315,27 @@ class SicantikConfig(models.Model):
                 if chunk:
                     write(chunk)
                 log._add_client_stats(api.stats.as_dict())
+
+    @api.model
+    def _note_bad_answer(self, log, results):
+        """Give the log the reason of the first unusable answer of a chunk
+        (the permit keeps its stored data and is asked again later), so that
+        the log says why, not only the permit."""
+        for row, result in results:
+            if isinstance(result, Exception):
+                if not (row["no_surat"] or "").strip():
+                    continue  # never asked: no number, not the server's fault
+                problem = str(result)
+            elif result is not None and result.expiry_invalid:
+                problem = f"impossible expiry date {result.expiry_raw!r}"
+            else:
+                continue
+            log._set_failure(
+                const.FT_DATA,
+                f"registration {row['pendaftaran_id']} ({row['no_surat']}): "
+                f"{problem}",
+            )
+            return
 
     def _stop_expiry_run(self, log, err):
         """A system error stopped the expiry sync: log it and retry later."""
@@ -1235,6 +1482,20 @@ class SicantikConfig(models.Model):
             if time.monotonic() >= deadline:
                 more += 1
                 continue
+            if not config._try_run_lock(operation):
+                # Another callback runs this job for this connector (another
+                # worker, "Run manually", Test Expiry Sync): never twice at
+                # once. Look again in a minute, when it may have ended.
+                _logger.info(
+                    "SICANTIK %s (id %s): %s sync already running elsewhere",
+                    config.name,
+                    config.id,
+                    operation,
+                )
+                self.env.ref(RUN_CRONS[operation]).sudo()._trigger(
+                    at=fields.Datetime.now() + timedelta(minutes=1)
+                )
+                continue
             try:
                 more += bool(getattr(config, batch_method)(deadline, progress))
             except Exception:
@@ -1246,6 +1507,9 @@ class SicantikConfig(models.Model):
                 )
                 self._rollback()
                 config._log_internal_error(operation)
+            finally:
+                # After the rollback above: the unlock needs a sane transaction.
+                config._release_run_lock(operation)
         self._commit_progress(progress["done"], more)
 
     def _log_internal_error(self, operation):

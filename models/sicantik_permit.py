@@ -33,9 +33,6 @@ RECHECK_LONG_EXPIRED = timedelta(days=180)
 ERROR_BACKOFF_FIRST = timedelta(hours=6)
 ERROR_BACKOFF_MAX = timedelta(days=30)
 
-# Reminder stages of the 09:00 check (days before the expiry date).
-REMINDER_STAGES = (90, 60, 30, 7, 0)
-
 # Columns the permit list manages, and the cekperizinan details never erased
 # by an empty answer.
 LIST_COLUMNS = ("no_surat", "applicant_name", "permit_type_id", "permit_type_name")
@@ -112,6 +109,10 @@ def next_expiry_check(outcome, now, today, expiry_date=None, attempts=0):
     return now + min(delay, ERROR_BACKOFF_MAX)
 
 
+def _is_details(result):
+    return result is not None and not isinstance(result, Exception)
+
+
 class SicantikPermit(models.Model):
     """An issued permit, as listed by SICANTIK, with its expiry date."""
 
@@ -153,6 +154,15 @@ class SicantikPermit(models.Model):
     )
 
     # --- details (from cekperizinan)
+    partner_id = fields.Many2one(
+        "res.partner",
+        string="Holder",
+        index="btree_not_null",
+        tracking=True,
+        ondelete="set null",
+        help="The contact reminders go to; linked by a stable key (NPWP or "
+        "registration id) once SICANTIK gave the permit's details.",
+    )
     received_date = fields.Date()
     issue_date = fields.Date()
     applicant_address = fields.Char()
@@ -595,6 +605,8 @@ class SicantikPermit(models.Model):
             self.flush_model()
             bulk_update(self, updates, keep_null=DETAIL_COLUMNS)
             self.invalidate_model()
+        answered = [row["id"] for row, result in results if _is_details(result)]
+        self.browse(answered)._link_partners()
         return counts, changes
 
     @api.model
@@ -793,32 +805,6 @@ class SicantikPermit(models.Model):
         self.invalidate_model(["expiry_state", "status"])
         return len(statuses), statuses.count("expired")
 
-    @api.model
-    def _find_expiring(self, config, today):
-        """{stage: permits} of the permits expiring within the stages.
-
-        A permit belongs to the smallest stage at least as large as its days
-        left (0 = expires today, 7 = within a week, ...). One query.
-        """
-        last = today + timedelta(days=max(REMINDER_STAGES))
-        rows = self.search_read(
-            [
-                ("config_id", "=", config.id),
-                ("status", "!=", "revoked"),
-                ("expiry_date", ">=", today),
-                ("expiry_date", "<=", last),
-            ],
-            ["expiry_date"],
-            load=False,
-        )
-        stages = sorted(REMINDER_STAGES)
-        found = {stage: [] for stage in REMINDER_STAGES}
-        for row in rows:
-            days = (row["expiry_date"] - today).days
-            stage = next(s for s in stages if days <= s)
-            found[stage].append(row["id"])
-        return {stage: self.browse(ids) for stage, ids in found.items()}
-
     # ------------------------------------------------------------
     # CRON
     # ------------------------------------------------------------
@@ -843,39 +829,103 @@ class SicantikPermit(models.Model):
 
     @api.model
     def _cron_check_expiring(self):
-        """09:00: find the permits entering a reminder stage and hand them to
-        the notifications (``_notify_expiring_permits``)."""
+        """09:00: queue the due WhatsApp reminder of every expiring permit;
+        the sender job sends them at the provider's pace."""
         Log = self.env["sicantik.sync.log"]
+        Notification = self.env["sicantik.notification"]
         for config in self.env["sicantik.config"].search([]):
             log = Log._start(config, "notifications")
-            stages = self._find_expiring(config, config._today())
-            handed = self._notify_expiring_permits(config, stages)
-            total = sum(len(p) for p in stages.values())
-            summary = ", ".join(
-                self.env._(
-                    "%(days)s days: %(count)s", days=stage, count=len(stages[stage])
-                )
-                for stage in REMINDER_STAGES
-            )
+            counts = Notification._queue_reminders(config, config._today())
             log.write(
                 {
-                    "fetched_count": total,
-                    "progress_done": total,
-                    "unchanged_count": total - handed,
+                    "fetched_count": counts["queued"]
+                    + counts["already"]
+                    + counts["unreachable"]
+                    + counts["opted_out"],
+                    "created_count": counts["queued"],
+                    "unchanged_count": counts["already"],
+                    "skipped_count": counts["unreachable"] + counts["opted_out"],
+                    "progress_done": counts["queued"],
                 }
             )
             log._finish(
                 "done",
                 _(
-                    "Expiring permits by stage: %(summary)s. Handed to "
-                    "notifications: %(handed)s.",
-                    summary=summary,
-                    handed=handed,
+                    "%(queued)s reminder(s) queued, %(already)s already queued "
+                    "earlier, %(unreachable)s holder(s) without a usable WhatsApp "
+                    "number, %(opted_out)s opted out, %(superseded)s older "
+                    "reminder(s) overtaken.",
+                    **counts,
                 ),
             )
+        if self.env["sicantik.notification"].search_count(
+            [("state", "=", "queued")], limit=1
+        ):
+            self.env.ref("sicantik_connector.ir_cron_send_reminders")._trigger()
 
-    @api.model
-    def _notify_expiring_permits(self, config, stages):
-        """Hook for the notification channels: ``stages`` maps each reminder
-        stage (days) to its permits. Returns how many were handed over."""
-        return 0
+    # ------------------------------------------------------------
+    # HOLDERS
+    # ------------------------------------------------------------
+
+    def _link_partners(self):
+        """Give each permit its holder contact, found by a stable key (the
+        company's NPWP, else the registration id) and created when missing.
+
+        A new contact takes SICANTIK's name, address and phone; an existing one
+        only gets a WhatsApp number when it has none and staff never set one.
+        """
+        Partner = self.env["res.partner"].sudo().with_context(sicantik_sync=True)
+        # A permit staff linked to a contact keeps it.
+        keyed = {p: p._holder_key() for p in self if not p.partner_id}
+        holders = {
+            partner.sicantik_key: partner
+            for partner in Partner.with_context(active_test=False).search(
+                [("sicantik_key", "in", list(set(keyed.values())))]
+            )
+        }
+        missing = {}
+        for permit, key in keyed.items():
+            if key not in holders and key not in missing:
+                missing[key] = permit._holder_values(key)
+        if missing:
+            for partner in Partner.create(list(missing.values())):
+                holders[partner.sicantik_key] = partner
+        by_partner = {}
+        for permit, key in keyed.items():
+            by_partner.setdefault(holders[key], []).append(permit.id)
+        for partner, permit_ids in by_partner.items():
+            self.browse(permit_ids).write({"partner_id": partner.id})
+        for permit in self:
+            partner = permit.partner_id.sudo().with_context(sicantik_sync=True)
+            if (
+                permit.applicant_phone
+                and not partner.whatsapp_number
+                and not partner.whatsapp_number_manual
+            ):
+                partner.whatsapp_number = permit.applicant_phone
+
+    def _holder_key(self):
+        self.ensure_one()
+        digits = "".join(ch for ch in self.npwp or "" if ch.isdigit())
+        company = self.company_id.id or 0
+        # NPWP has 15 digits (16 since 2024); anything shorter is not one.
+        if len(digits) >= 15 and digits.strip("0"):
+            return f"{company}:npwp:{digits}"
+        return f"{company}:reg:{self.pendaftaran_id}"
+
+    def _holder_values(self, key):
+        is_company = ":npwp:" in key and bool(self.company_name)
+        name = (self.company_name if is_company else self.applicant_name) or (
+            self.pendaftaran_id
+        )
+        return {
+            "name": name,
+            "sicantik_key": key,
+            "is_company": is_company,
+            "company_id": self.company_id.id,
+            "street": (self.company_address if is_company else self.applicant_address)
+            or False,
+            "city": self.kecamatan or False,
+            "vat": self.npwp if is_company else False,
+            "whatsapp_number": self.applicant_phone or False,
+        }

@@ -6,6 +6,9 @@ from .bulk_sql import bulk_update
 
 _logger = logging.getLogger(__name__)
 
+# Filters of the permit search view a stat button may open the list with.
+PERMIT_FILTERS = ("active_permits", "expired", "critical", "warning", "no_expiry")
+
 
 def normalise_type_name(name):
     """A type name as the client serves it: whitespace collapsed.
@@ -99,6 +102,9 @@ class SicantikPermitType(models.Model):
                 bucket["total"] += count
                 if status == "active":
                     bucket["active"] += count
+                # As the "Without expiry date" filter: revoked ones included.
+                if expiry_state == "none":
+                    bucket["none"] += count
                 if status == "revoked":
                     continue
                 if expiry_state == "critical":
@@ -108,8 +114,6 @@ class SicantikPermitType(models.Model):
                     bucket["warning"] += count
                 elif expiry_state == "expired":
                     bucket["expired"] += count
-                elif expiry_state == "none":
-                    bucket["none"] += count
         for permit_type in self:
             bucket = counts.get(permit_type.id) or dict.fromkeys(
                 ("total", "active", "critical", "warning", "expired", "none"), 0
@@ -126,12 +130,17 @@ class SicantikPermitType(models.Model):
     # ------------------------------------------------------------
 
     def action_view_permits(self):
+        """The type's permits; a stat button names a filter of the permit
+        search view in the ``sicantik_permit_filter`` context key."""
         self.ensure_one()
         action = self.env["ir.actions.act_window"]._for_xml_id(
             "sicantik_connector.sicantik_permit_action"
         )
         action["domain"] = [("permit_type_id", "=", self.id)]
         action["context"] = {"default_permit_type_id": self.id}
+        permit_filter = self.env.context.get("sicantik_permit_filter")
+        if permit_filter in PERMIT_FILTERS:
+            action["context"][f"search_default_{permit_filter}"] = 1
         action["display_name"] = _("Permits: %(type)s", type=self.name)
         return action
 

@@ -120,6 +120,7 @@ class SicantikSyncLog(models.Model):
             ("expiry", "Expiry dates"),
             ("status", "Status update"),
             ("notifications", "Expiring permits check"),
+            ("reminders", "WhatsApp reminders"),
         ],
         required=True,
         index=True,

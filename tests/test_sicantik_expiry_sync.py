@@ -120,9 +120,7 @@ class TestSicantikExpirySync(SicantikSandboxCase):
     def test_an_answer_missing_fields_keeps_the_stored_values(self):
         self.sync_expiry()
         permit = self.permits.filtered(
-            lambda p: p.expiry_check_state == "found"
-            and p.applicant_phone
-            and p.npwp
+            lambda p: p.expiry_check_state == "found" and p.applicant_phone and p.npwp
         )[0]
         kept = permit.read(["applicant_phone", "npwp", "expiry_date"])[0]
         source = self.sandbox.dataset.by_pendaftaran_id[permit.pendaftaran_id]
@@ -211,29 +209,6 @@ class TestSicantikExpirySync(SicantikSandboxCase):
             self.assertEqual(log.state, "done")
             self.assertEqual(log.updated_count, 3)
             self.assertIn("1 of them expired", log.message)
-
-    def test_check_expiring_permits_counts_stages(self):
-        Permit = self.env["sicantik.permit"]
-        today = self.config._today()
-        Permit.create(
-            [
-                {
-                    "config_id": self.config.id,
-                    "pendaftaran_id": f"88888{i:011d}",
-                    "expiry_date": today + timedelta(days=days),
-                }
-                for i, days in enumerate((0, 3, 7, 8, 45, 90, 91, -1))
-            ]
-        )
-        self.env.ref(
-            "sicantik_connector.ir_cron_check_expiring"
-        ).method_direct_trigger()
-        log = self.logs("notifications")
-        self.assertEqual(log.state, "done")
-        self.assertEqual(log.fetched_count, 6)
-        self.assertIn(
-            "90 days: 1, 60 days: 1, 30 days: 1, 7 days: 2, 0 days: 1", log.message
-        )
 
     def test_sync_log_purge(self):
         Log = self.env["sicantik.sync.log"]

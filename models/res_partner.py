@@ -1,0 +1,127 @@
+from odoo import _, api, fields, models
+
+from ..tools.phone import normalize_phone
+
+MANAGER_GROUP = "sicantik_connector.sicantik_connector_group_manager"
+# tools.phone statuses -> whatsapp_number_state
+NUMBER_STATES = {
+    "valid_mobile": "valid",
+    "landline": "landline",
+    "invalid": "invalid",
+    "empty": "none",
+}
+
+
+class ResPartner(models.Model):
+    """Permit holders: found by a stable SICANTIK key, reachable on WhatsApp."""
+
+    _inherit = "res.partner"
+
+    sicantik_key = fields.Char(
+        string="SICANTIK Key",
+        readonly=True,
+        copy=False,
+        index="btree_not_null",
+        help="Company tax number (NPWP) or registration id the holder was "
+        "created from; a sync finds the holder again by it, never by name.",
+    )
+    sicantik_permit_ids = fields.One2many(
+        "sicantik.permit", "partner_id", string="SICANTIK Permits"
+    )
+    sicantik_permit_count = fields.Integer(
+        string="Permits", compute="_compute_sicantik_permit_count"
+    )
+    whatsapp_number = fields.Char(
+        string="WhatsApp Number",
+        copy=False,
+        tracking=True,
+        help="Normalised to the international form (+62…) when saved.",
+    )
+    whatsapp_number_state = fields.Selection(
+        [
+            ("valid", "Mobile number"),
+            ("landline", "Landline: cannot receive WhatsApp"),
+            ("invalid", "Invalid number"),
+            ("none", "No number"),
+        ],
+        string="WhatsApp Number State",
+        default="none",
+        readonly=True,
+        copy=False,
+    )
+    whatsapp_number_note = fields.Char(readonly=True, copy=False)
+    whatsapp_number_manual = fields.Boolean(
+        string="Number Set by Staff",
+        readonly=True,
+        copy=False,
+        help="Set when staff entered the number: a sync never replaces it.",
+    )
+    whatsapp_opt_out = fields.Boolean(
+        string="No WhatsApp Reminders",
+        tracking=True,
+        help="The holder asked not to be contacted on WhatsApp: no reminder "
+        "is ever sent to this contact.",
+    )
+
+    _sql_constraints = [
+        (
+            "sicantik_key_unique",
+            "UNIQUE(sicantik_key)",
+            "Another contact already holds this SICANTIK key.",
+        ),
+    ]
+
+    def _compute_sicantik_permit_count(self):
+        counts = dict(
+            self.env["sicantik.permit"]._read_group(
+                [("partner_id", "in", self.ids)], ["partner_id"], ["__count"]
+            )
+        )
+        for partner in self:
+            partner.sicantik_permit_count = counts.get(partner, 0)
+
+    @api.model
+    def _whatsapp_number_values(self, raw):
+        """Columns for a typed or synced number: E.164 when it is a mobile."""
+        result = normalize_phone(raw)
+        return {
+            "whatsapp_number": result.e164 or (raw or "").strip() or False,
+            "whatsapp_number_state": NUMBER_STATES.get(result.status, "invalid"),
+            "whatsapp_number_note": result.reason or False,
+        }
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        for vals in vals_list:
+            if "whatsapp_number" in vals:
+                if not self.env.context.get("sicantik_sync"):
+                    vals["whatsapp_number_manual"] = bool(vals["whatsapp_number"])
+                vals.update(self._whatsapp_number_values(vals["whatsapp_number"]))
+        return super().create(vals_list)
+
+    def write(self, vals):
+        if "whatsapp_number" in vals and "whatsapp_number_state" not in vals:
+            vals = dict(vals, **self._whatsapp_number_values(vals["whatsapp_number"]))
+            if not self.env.context.get("sicantik_sync"):
+                vals["whatsapp_number_manual"] = bool(vals["whatsapp_number"])
+        return super().write(vals)
+
+    def action_view_sicantik_permits(self):
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "sicantik_connector.sicantik_permit_action"
+        )
+        action["domain"] = [("partner_id", "=", self.id)]
+        action["context"] = {"default_partner_id": self.id}
+        return action
+
+    def _sicantik_flag_invalid_number(self, reason):
+        """A gateway refused the number for good: stop using it until staff
+        check it (a new number clears the flag)."""
+        self.sudo().with_context(sicantik_sync=True).write(
+            {
+                "whatsapp_number_state": "invalid",
+                "whatsapp_number_note": reason
+                or _("The WhatsApp gateway refused this number."),
+            }
+        )

@@ -1,0 +1,234 @@
+import json
+import logging
+import threading
+
+from markupsafe import Markup, escape
+
+from odoo import _, api, fields, models
+from odoo.exceptions import UserError, ValidationError
+
+from ..tools import reminders, whatsapp_gateways
+from ..tools.rate_limiter import RateLimiter
+from ..tools.whatsapp_exceptions import WhatsappError
+
+_logger = logging.getLogger(__name__)
+
+MANAGER_GROUP = "sicantik_connector.sicantik_connector_group_manager"
+
+# One limiter per provider and process: the sender job and a test message
+# never go faster together than the gateway allows.
+_LIMITERS = {}
+_LIMITERS_LOCK = threading.Lock()
+
+
+class SicantikWhatsappProvider(models.Model):
+    """A WhatsApp gateway reminders go through.
+
+    Each provider type is a selection value plus one method
+    ``_whatsapp_gateway_<type>()`` returning the client of ``tools/``; another
+    addon adds a gateway with ``selection_add`` and that one method.
+    """
+
+    _name = "sicantik.whatsapp.provider"
+    _description = "SICANTIK WhatsApp Provider"
+    _inherit = ["mail.thread"]
+    _order = "sequence, id"
+
+    name = fields.Char(required=True, tracking=True)
+    sequence = fields.Integer(default=10)
+    active = fields.Boolean(default=True, tracking=True)
+    company_id = fields.Many2one(
+        "res.company", default=lambda self: self.env.company, index=True
+    )
+    provider_type = fields.Selection(
+        [
+            ("log", "Log only (no message leaves Odoo)"),
+            ("meta", "Meta WhatsApp Cloud API"),
+            ("fonnte", "Fonnte"),
+            ("waha", "WAHA (self-hosted)"),
+            ("webhook", "Generic webhook"),
+        ],
+        string="Type",
+        required=True,
+        default="log",
+        tracking=True,
+        ondelete={"log": "cascade"},
+    )
+    rate_limit = fields.Float(
+        string="Messages per Second",
+        default=1.0,
+        help="The most messages this gateway is sent per second.",
+    )
+    timeout = fields.Integer(string="Timeout (s)", default=30)
+    # --- endpoints and credentials: managers only, never logged
+    api_url = fields.Char(
+        string="API URL",
+        groups=MANAGER_GROUP,
+        help="Base URL of the gateway; empty: the provider's public address "
+        "(Meta, Fonnte). Required for WAHA and webhooks.",
+    )
+    api_token = fields.Char(string="Token / API Key", groups=MANAGER_GROUP, copy=False)
+    meta_phone_number_id = fields.Char(string="Phone Number ID", groups=MANAGER_GROUP)
+    meta_api_version = fields.Char(
+        string="Graph API Version", default="v21.0", groups=MANAGER_GROUP
+    )
+    meta_template_name = fields.Char(
+        string="Template Name",
+        groups=MANAGER_GROUP,
+        help="An approved message template whose body takes, in this order: "
+        "holder, permit type, permit number, expiry date, days left.",
+    )
+    meta_template_language = fields.Char(
+        string="Template Language", default="id", groups=MANAGER_GROUP
+    )
+    waha_session = fields.Char(
+        string="WAHA Session", default="default", groups=MANAGER_GROUP
+    )
+    webhook_headers = fields.Text(
+        groups=MANAGER_GROUP,
+        help='JSON object of extra headers, e.g. {"Authorization": "Bearer …"}.',
+    )
+
+    _sql_constraints = [
+        (
+            "rate_limit_positive",
+            "CHECK(rate_limit > 0)",
+            "A provider must be allowed at least some messages per second.",
+        ),
+        ("timeout_positive", "CHECK(timeout > 0)", "The timeout must be positive."),
+    ]
+
+    @api.constrains("webhook_headers")
+    def _check_webhook_headers(self):
+        for provider in self.sudo():
+            if not provider.webhook_headers:
+                continue
+            try:
+                headers = json.loads(provider.webhook_headers)
+            except ValueError:
+                headers = None
+            if not isinstance(headers, dict) or not all(
+                isinstance(v, str) for v in headers.values()
+            ):
+                raise ValidationError(
+                    _(
+                        "Webhook headers must be a JSON object of text values, "
+                        'e.g. {"Authorization": "Bearer abc"}.'
+                    )
+                )
+
+    # ------------------------------------------------------------
+    # ACTIONS
+    # ------------------------------------------------------------
+
+    def action_open_test_message(self):
+        self.ensure_one()
+        self._check_manager()
+        return {
+            "type": "ir.actions.act_window",
+            "name": _("Send Test Message"),
+            "res_model": "sicantik.whatsapp.test.message",
+            "view_mode": "form",
+            "target": "new",
+            "context": {"default_provider_id": self.id},
+        }
+
+    def _check_manager(self):
+        if not self.env.user.has_group(MANAGER_GROUP):
+            raise UserError(_("Only SICANTIK managers can use WhatsApp providers."))
+
+    # ------------------------------------------------------------
+    # SENDING
+    # ------------------------------------------------------------
+
+    def _whatsapp_send(self, phone, text, values, record=None):
+        """Send ``text`` (or the approved template filled with ``values``) to
+        ``phone`` (E.164); return the gateway's message id.
+
+        Raises ``WhatsappError``; its ``failure_type`` tells the ledger what
+        to do (retry, give up, flag the number, or reconcile).
+        """
+        self.ensure_one()
+        provider = self.sudo()
+        gateway = getattr(provider, f"_whatsapp_gateway_{provider.provider_type}")()
+        self._limiter().acquire()
+        try:
+            result = gateway.send(
+                phone,
+                text,
+                params=reminders.template_params(values),
+                # Lets the gateway (and staff) match a lost answer to its row.
+                reference=f"{record._name}:{record.id}" if record else None,
+            )
+        finally:
+            gateway.close()
+        if provider.provider_type == "log" and record:
+            record.permit_id.sudo()._message_log(
+                body=Markup("<p>%s</p>")
+                % escape(_("Log-only WhatsApp provider: not sent to %s.", phone))
+            )
+        return result.message_id
+
+    def _whatsapp_safe_to_resend(self):
+        """Whether a send cut short by a crash may simply be sent again:
+        only when nothing leaves Odoo."""
+        self.ensure_one()
+        return self.provider_type == "log"
+
+    def _limiter(self):
+        key = (self.env.cr.dbname, self.id, float(self.rate_limit or 1.0))
+        with _LIMITERS_LOCK:
+            limiter = _LIMITERS.get(key)
+            if limiter is None:
+                limiter = _LIMITERS[key] = RateLimiter(self.rate_limit or 1.0)
+            return limiter
+
+    def _timeouts(self):
+        read = float(self.timeout or 30)
+        return (min(10.0, read), read)
+
+    def _whatsapp_gateway_log(self):
+        return whatsapp_gateways.LogOnlyGateway(logger=_logger)
+
+    def _whatsapp_gateway_meta(self):
+        return whatsapp_gateways.MetaCloudGateway(
+            token=self.api_token,
+            phone_number_id=self.meta_phone_number_id,
+            template=self.meta_template_name,
+            language=self.meta_template_language or "id",
+            api_version=self.meta_api_version or "v21.0",
+            base_url=self.api_url or None,
+            timeout=self._timeouts(),
+        )
+
+    def _whatsapp_gateway_fonnte(self):
+        return whatsapp_gateways.FonnteGateway(
+            token=self.api_token,
+            base_url=self.api_url or None,
+            timeout=self._timeouts(),
+        )
+
+    def _whatsapp_gateway_waha(self):
+        return whatsapp_gateways.WahaGateway(
+            base_url=self.api_url,
+            api_key=self.api_token or None,
+            session=self.waha_session or "default",
+            timeout=self._timeouts(),
+        )
+
+    def _whatsapp_gateway_webhook(self):
+        return whatsapp_gateways.WebhookGateway(
+            url=self.api_url,
+            headers=json.loads(self.webhook_headers or "{}"),
+            timeout=self._timeouts(),
+        )
+
+    def _send_test_message(self, phone, text):
+        """Used by the test-message wizard: a translated verdict either way."""
+        self.ensure_one()
+        self._check_manager()
+        try:
+            message_id = self._whatsapp_send(phone, text, {"holder": phone})
+        except WhatsappError as err:
+            return False, str(err)
+        return True, message_id

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Developer commands behind the Makefile: test, run, bench.
+"""Developer commands behind the Makefile: test, run, bench, i18n.
 
 Runs with any Python 3.8+ and the standard library only; everything else
 (Odoo's requirements, pytest, linters) goes into one virtual environment in
@@ -379,6 +379,35 @@ def tier_static(py, link):
     return tally
 
 
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def ensure_chromium():
+    """The browser tours of the Odoo tier need a headless Chromium: install
+    Debian's package when it is missing and we may (root with apt-get), else
+    say once that the tours will be skipped."""
+    if any(shutil.which(name) for name in BROWSERS):
+        return
+    if shutil.which("apt-get") and os.geteuid() == 0:
+        say("setup: installing Chromium for the browser tours (apt-get)")
+        quiet = {
+            "stdout": subprocess.DEVNULL,
+            "stderr": subprocess.DEVNULL,
+            "env": dict(os.environ, DEBIAN_FRONTEND="noninteractive"),
+        }
+        install = ["apt-get", "install", "-y", "-q", "chromium"]
+        # A fresh container has no package lists yet: update once and retry.
+        if run(install, **quiet).returncode:
+            run(["apt-get", "update", "-q"], **quiet)
+            run(install, **quiet)
+        if any(shutil.which(name) for name in BROWSERS):
+            return
+    say(
+        "odoo tier: no Chromium (chromium, chromium-browser or google-chrome): "
+        "the browser tours will be skipped"
+    )
+
+
 LOG_LINE = re.compile(
     r"^\S+ \S+ \d+ (?P<level>[A-Z]+) (?P<db>\S+) (?P<logger>[\w.]+): "
 )
@@ -394,6 +423,7 @@ def tier_odoo(py, allow_clone=True, tags=None):
     if why:
         tally.skip_reason = why
         return tally
+    ensure_chromium()
     paths, _link = addons_path(py)
     db = f"sicantik_test_{os.getpid()}"
     drop_db(py, db)
@@ -591,6 +621,194 @@ def cmd_bench(args):
     return run([py, "-m", "bench", *args.names], cwd=ROOT, env=env).returncode
 
 
+def cmd_kill_test(args):
+    """dev/kill_test.py with the Odoo and PostgreSQL found here."""
+    py = ensure_venv()
+    odoo, why = ensure_odoo(py)
+    why = why or postgres_problem(py)
+    if why:
+        die(why)
+    paths, _link = addons_path(py)
+    env = dict(
+        os.environ,
+        SICANTIK_ODOO_CMD=" ".join(str(c) for c in odoo),
+        SICANTIK_ADDONS_PATH=paths,
+        SICANTIK_DATA_DIR=str(DATA_DIR),
+    )
+    script = DEV / "kill_test.py"
+    return run([py, script, *args.options], cwd=ROOT, env=env).returncode
+
+
+# --------------------------------------------------------------------------
+# Translations
+# --------------------------------------------------------------------------
+
+I18N = ROOT / "i18n"
+PO_LANG = "id"
+_PO_ESCAPES = {"n": "\n", "t": "\t", "r": "\r"}
+_PO_DATES = re.compile(r'^"(POT-Creation-Date|PO-Revision-Date): .*\\n"$', re.M)
+
+
+def _po_unquote(text):
+    text = text.strip()[1:-1]
+    return re.sub(r"\\(.)", lambda m: _PO_ESCAPES.get(m[1], m[1]), text)
+
+
+def _po_quote(text):
+    text = text.replace("\\", "\\\\").replace('"', '\\"').replace("\t", "\\t")
+    return '"' + text.replace("\r", "\\r").replace("\n", "\\n") + '"'
+
+
+def read_po(path):
+    """The entries of a PO/POT file as dicts (comments, msgid, msgstr), in
+    file order; the header is the entry whose msgid is empty. Obsolete (#~)
+    entries are left out. Plain parsing: Odoo writes no contexts or plurals."""
+    entries, entry, key = [], None, None
+    for number, raw in enumerate(Path(path).read_text().splitlines() + [""], 1):
+        line = raw.strip()
+        if line.startswith("#~"):
+            continue
+        if not line or (line.startswith("#") and key):
+            if entry and key:
+                entries.append(entry)
+            entry, key = None, None
+            if not line:
+                continue
+        if entry is None:
+            entry = {"comments": [], "msgid": "", "msgstr": ""}
+        if line.startswith("#"):
+            entry["comments"].append(raw.rstrip())
+        elif line.startswith(("msgid ", "msgstr ")):
+            key, _, value = line.partition(" ")
+            entry[key] = _po_unquote(value)
+        elif line.startswith('"') and key:
+            entry[key] += _po_unquote(line)
+        else:
+            die(f"{path}:{number}: unexpected line in a PO file: {line}")
+    return entries
+
+
+def _po_field(name, text):
+    parts = text.splitlines(keepends=True)
+    if len(parts) <= 1:
+        return [f"{name} {_po_quote(text)}"]
+    return [f'{name} ""'] + [_po_quote(part) for part in parts]
+
+
+def _po_text(entries):
+    lines = []
+    for entry in entries:
+        lines += entry["comments"]
+        lines += _po_field("msgid", entry["msgid"])
+        lines += _po_field("msgstr", entry["msgstr"])
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _po_meta(header):
+    meta = {}
+    for line in header.splitlines():
+        name, sep, value = line.partition(":")
+        if sep:
+            meta[name.strip()] = value.strip()
+    return meta
+
+
+def _write_unless_only_dates(path, text):
+    """Write the file unless only its creation/revision dates would change,
+    so a refresh without new strings leaves git clean."""
+    if path.exists() and _PO_DATES.sub("", path.read_text()) == _PO_DATES.sub("", text):
+        return False
+    path.write_text(text)
+    return True
+
+
+def merge_po(pot_path, po_path):
+    """Merge the template into the catalogue: keep the translations of the
+    msgids still in the template, add the new ones untranslated, drop the
+    obsolete ones; the references and order come from the template."""
+    pot = read_po(pot_path)
+    old = {e["msgid"]: e for e in read_po(po_path)} if po_path.exists() else {}
+    pot_header = next(e for e in pot if e["msgid"] == "")
+    meta = _po_meta(pot_header["msgstr"])
+    old_header = old.get("")
+    if old_header:
+        kept = _po_meta(old_header["msgstr"])
+        kept.pop("POT-Creation-Date", None)
+        meta.update(kept)
+    meta.update({"Language": PO_LANG, "Plural-Forms": "nplurals=1; plural=0;"})
+    meta["Language-Team"] = meta.get("Language-Team") or "Indonesian"
+    header = {
+        "comments": (old_header or pot_header)["comments"],
+        "msgid": "",
+        "msgstr": "".join(f"{name}: {value}\n" for name, value in meta.items()),
+    }
+    merged, untranslated = [header], []
+    for entry in pot:
+        if not entry["msgid"]:
+            continue
+        previous = old.get(entry["msgid"], {"comments": [], "msgstr": ""})
+        # Translator comments ("# ...") stay; the rest follows the template.
+        notes = [c for c in previous["comments"] if c == "#" or c.startswith("# ")]
+        merged.append(
+            {
+                "comments": notes + entry["comments"],
+                "msgid": entry["msgid"],
+                "msgstr": previous["msgstr"],
+            }
+        )
+        if not previous["msgstr"]:
+            untranslated.append(entry["msgid"])
+    obsolete = [m for m in old if m and m not in {e["msgid"] for e in pot}]
+    _write_unless_only_dates(po_path, _po_text(merged))
+    return len(merged) - 1, untranslated, obsolete
+
+
+def cmd_i18n(args):
+    """Export the addon's terms with Odoo's own exporter into
+    i18n/sicantik_connector.pot and merge them into i18n/<lang>.po."""
+    py = ensure_venv()
+    odoo, why = ensure_odoo(py)
+    why = why or postgres_problem(py)
+    if why:
+        die(why)
+    paths, _link = addons_path(py)
+    db = f"sicantik_i18n_{os.getpid()}"
+    exported = CACHE / f"{db}.pot"
+    base = odoo + [
+        "--database", db, "--addons-path", paths, "--data-dir", DATA_DIR,
+        "--http-interface", "127.0.0.1", "--http-port", free_port(),
+        "--max-cron-threads", "0", "--log-level", "warn",
+        "--log-handler", "werkzeug:WARNING", "--log-handler", "py.warnings:ERROR",
+    ]  # fmt: skip
+    drop_db(py, db)
+    try:
+        say(f"i18n: installing {ADDON} into a throwaway database {db}")
+        step = ["--init", ADDON, "--without-demo", "all", "--stop-after-init"]
+        if run(base + step, cwd=CACHE).returncode != 0:
+            die(f"installing {ADDON} into {db} failed (see the log above)")
+        say(f"i18n: exporting the terms of {ADDON} with Odoo's exporter")
+        export = ["--i18n-export", exported, "--modules", ADDON, "--stop-after-init"]
+        if run(base + export, cwd=CACHE).returncode != 0 or not exported.exists():
+            die("Odoo's translation export failed (see the log above)")
+    finally:
+        drop_db(py, db)
+    I18N.mkdir(exist_ok=True)
+    pot = I18N / f"{ADDON}.pot"
+    changed = _write_unless_only_dates(pot, exported.read_text())
+    exported.unlink()
+    po = I18N / f"{PO_LANG}.po"
+    total, untranslated, obsolete = merge_po(pot, po)
+    say(
+        f"i18n: {pot.relative_to(ROOT)} {'updated' if changed else 'unchanged'}; "
+        f"{po.relative_to(ROOT)}: {total} entries, {len(untranslated)} "
+        f"untranslated, {len(obsolete)} obsolete dropped"
+    )
+    for msgid in untranslated:
+        say(f"  untranslated: {msgid[:100]!r}")
+    return 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -616,6 +834,13 @@ def main():
     bench = sub.add_parser("bench", help="run the benchmarks")
     bench.add_argument("names", nargs="*")
     bench.set_defaults(func=cmd_bench)
+    i18n = sub.add_parser("i18n", help="export the .pot and merge it into i18n/id.po")
+    i18n.set_defaults(func=cmd_i18n)
+    kill = sub.add_parser(
+        "kill-test", help="SIGKILL a real Odoo during its jobs, then check"
+    )
+    kill.add_argument("options", nargs=argparse.REMAINDER, help="e.g. --seed 2")
+    kill.set_defaults(func=cmd_kill_test)
     args = parser.parse_args()
     sys.exit(args.func(args))
 

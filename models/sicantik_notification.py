@@ -21,8 +21,9 @@ SEND_CRON = "sicantik_connector.ir_cron_send_reminders"
 MAX_ATTEMPTS = 5
 RETRY_FIRST = timedelta(minutes=5)
 RETRY_MAX = timedelta(hours=6)
-# A claim older than this belongs to a sender that died (the cron's own
-# time limit is far shorter).
+# A claim older than this belongs to a sender that died (a send takes at
+# most the provider's timeout); ``sicantik_connector.reminder_stale_seconds``
+# overrides it.
 STALE_SENDING = timedelta(minutes=30)
 
 
@@ -247,7 +248,7 @@ class SicantikNotification(models.Model):
         outcomes = {}
         done = 0
         while time.monotonic() < deadline:
-            notification = self._claim_next(quiet)
+            notification = self._claim_next(quiet, done)
             if not notification:
                 break
             try:
@@ -264,8 +265,11 @@ class SicantikNotification(models.Model):
                 )
             counts = outcomes.setdefault(notification.config_id, Counter())
             counts[notification.state] += 1
-            self._commit()
             done += 1
+            self.env["ir.cron"]._notify_progress(
+                done=done, remaining=self._count_sendable(quiet)
+            )
+            self._commit()
         self._log_outcomes(outcomes)
         remaining = self._count_sendable(quiet)
         self.env["ir.cron"]._notify_progress(done=done, remaining=remaining)
@@ -331,9 +335,13 @@ class SicantikNotification(models.Model):
         return self.env.cr.fetchone()[0]
 
     @api.model
-    def _claim_next(self, quiet):
+    def _claim_next(self, quiet, done=0):
         """Take the most urgent due row for this worker (SKIP LOCKED: another
-        worker takes another row) and commit the claim before any HTTP."""
+        worker takes another row) and commit the claim before any HTTP.
+
+        The claim counts as progress of the cron run: a worker killed during
+        the gateway call has moved work forward, and Odoo must not count the
+        run as timed out (three in a row would stop the job)."""
         self.flush_model()
         self.env.cr.execute(
             SQL(
@@ -355,6 +363,9 @@ class SicantikNotification(models.Model):
         self.invalidate_model()
         if not row:
             return self.browse()
+        self.env["ir.cron"]._notify_progress(
+            done=done + 1, remaining=self._count_sendable(quiet)
+        )
         self._commit()
         return self.browse(row[0])
 
@@ -479,10 +490,20 @@ class SicantikNotification(models.Model):
         """Rows left in "sending" by a dead worker: whether the gateway got
         the message is unknown, so they are not sent again by themselves;
         providers that send nothing outside Odoo (log only) re-queue them."""
+        seconds = (
+            self.env["ir.config_parameter"]
+            .sudo()
+            .get_param("sicantik_connector.reminder_stale_seconds")
+        )
+        stale_after = (
+            timedelta(seconds=int(seconds))
+            if (seconds or "").isdigit()
+            else STALE_SENDING
+        )
         stale = self.search(
             [
                 ("state", "=", "sending"),
-                ("claimed_at", "<", fields.Datetime.now() - STALE_SENDING),
+                ("claimed_at", "<", fields.Datetime.now() - stale_after),
             ]
         )
         requeue = stale.filtered(

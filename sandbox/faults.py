@@ -49,8 +49,22 @@ QUEUEABLE_FAULTS = frozenset(
         "oversized",
         "json-object",
         "repeat-page",
+        # the server ignores the format asked for (and breaks it)
+        "xml",
+        "malformed-xml",
+        # content faults: the answer parses but its data is wrong
+        "json-list",
+        "missing-fields",
+        "impossible-date",
+        "duplicate-ids",
     }
 )
+# Faults that change the payload of a normal answer (see ``alter_payload``).
+CONTENT_FAULTS = frozenset(
+    {"json-list", "missing-fields", "impossible-date", "duplicate-ids"}
+)
+DATE_FIELDS = ("d_terima_berkas", "d_berlaku_izin", "tgl_surat", "d_tgl_berdiri")
+IMPOSSIBLE_DATE = "2023-02-30"
 RETRY_AFTER_STATUSES = (429, 503)
 OVERSIZED_BYTES = 64 * 1024 * 1024
 CHUNK_BYTES = 1024 * 1024
@@ -233,6 +247,39 @@ def as_json_object(payload):
     if isinstance(payload, list):
         return {str(i + 1): item for i, item in enumerate(payload)}
     return payload
+
+
+def as_json_lists(payload):
+    """Every object turned into the list of its values (a row, or the error
+    object of a 404): a list where the client expects an object."""
+    if isinstance(payload, dict):
+        return list(payload.values())
+    if isinstance(payload, list):
+        return [list(i.values()) if isinstance(i, dict) else i for i in payload]
+    return payload
+
+
+def alter_payload(fault, payload):
+    """The payload of a normal answer with a content fault applied."""
+    if fault == "json-list":
+        return as_json_lists(payload)
+    if not isinstance(payload, list):
+        return payload  # a 404 error object or an empty body stays as it is
+    items = [dict(i) if isinstance(i, dict) else i for i in payload]
+    for n, item in enumerate(items):
+        if not isinstance(item, dict):
+            continue
+        if fault == "missing-fields":
+            # Only the key survives: every other field is absent, not null.
+            items[n] = {k: v for k, v in item.items() if k == "pendaftaran_id"}
+        elif fault == "impossible-date":
+            for key in DATE_FIELDS:
+                if key in item:
+                    item[key] = IMPOSSIBLE_DATE
+        elif fault == "duplicate-ids" and n % 2 and isinstance(items[n - 1], dict):
+            # Two different permits under one registration id.
+            item["pendaftaran_id"] = items[n - 1].get("pendaftaran_id")
+    return items
 
 
 _SENTINEL = "SANDBOXENTITYREFERENCE"  # ASCII: htmlentities leaves it alone

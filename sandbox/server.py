@@ -288,6 +288,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         args = api.merge_args(query, route.args)
         fmt = api.choose_format(args, route.suffix, self.headers.get("Accept"))
+        if fault in ("xml", "malformed-xml"):
+            fmt = "xml"  # the server ignores the format asked for
+        elif fault == "json-list":
+            fmt = "json"
         if self.command == "GET":
             reply = api.handle(
                 sandbox.dataset,
@@ -308,6 +312,10 @@ class _Handler(BaseHTTPRequestHandler):
             if fault == "json-object":
                 fmt = "json"
                 reply = reply._replace(payload=faults.as_json_object(reply.payload))
+            elif fault in faults.CONTENT_FAULTS:
+                reply = reply._replace(
+                    payload=faults.alter_payload(fault, reply.payload)
+                )
             content_type, body = render.render(reply.payload, fmt)
             self._answer(reply.status, body, content_type, fault=fault)
 
@@ -320,7 +328,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, status, body, content_type, headers=(), fault=None):
         headers = list(headers)
-        if fault == "malformed":
+        if fault in ("malformed", "malformed-xml"):
             body = faults.break_body(body, content_type)
         if body and self._accepts_gzip():
             body = gzip.compress(body, compresslevel=6, mtime=0)

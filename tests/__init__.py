@@ -3,3 +3,11 @@ from . import test_sicantik_config
 from . import test_sicantik_actions
 from . import test_sicantik_permit_sync
 from . import test_sicantik_expiry_sync
+from . import test_sicantik_reminders
+from . import test_sicantik_dashboard
+from . import test_sicantik_tours
+from . import test_fault_matrix
+from . import test_i18n
+from . import test_security
+from . import test_concurrency
+from . import test_sicantik_whatsapp_providers

@@ -1,3 +1,4 @@
+import logging
 from contextlib import contextmanager
 from unittest.mock import patch
 from urllib.parse import urlsplit
@@ -33,6 +34,49 @@ class SicantikCommon(TransactionCase):
             groups="sicantik_connector.sicantik_connector_group_manager",
         )
 
+    @contextmanager
+    def assert_no_secret_in_logs(self, *secrets):
+        """Capture every log line of the block (debug included, the SQL log
+        aside: it echoes what any write stores) and fail when one of them
+        holds one of ``secrets``. Yields the list of captured lines.
+
+        The loggers are captured instead of printed, as ``mute_logger`` does;
+        do not nest it inside ``mute_logger``: a muted logger never reaches
+        the capture.
+        """
+        capture = _LogCapture()
+        saved = {}
+        levels = {"odoo": logging.DEBUG, "urllib3": logging.DEBUG}
+        levels["odoo.sql_db"] = logging.INFO
+        for name, level in levels.items():
+            logger = logging.getLogger(name)
+            saved[name] = (logger.handlers, logger.propagate, logger.level)
+            logger.handlers, logger.propagate = [capture], False
+            logger.setLevel(level)
+        try:
+            yield capture.lines
+        finally:
+            for name, (handlers, propagate, level) in saved.items():
+                logger = logging.getLogger(name)
+                logger.handlers, logger.propagate = handlers, propagate
+                logger.setLevel(level)
+        for secret in secrets:
+            leaks = [line for line in capture.lines if secret in line]
+            self.assertFalse(leaks, f"a secret reached the logs: {leaks[:3]}")
+
+
+class _LogCapture(logging.Handler):
+    """Every record formatted as the server log would write it, traceback
+    included."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(self.format(record))
+
 
 def _loopback_send(session, request, **kwargs):
     """Odoo's test harness raises timeouts below 10 s to 10 s, and fails on
@@ -61,6 +105,7 @@ class SicantikSandboxCase(SicantikCommon):
 
     PERMITS = 150
     SEED = 7
+    TODAY = None  # the dataset's reference day (None: today, dates move daily)
 
     @classmethod
     def setUpClass(cls):
@@ -70,7 +115,9 @@ class SicantikSandboxCase(SicantikCommon):
         # the test's (test mode shares the test cursor).
         cls.registry.enter_test_mode(cls.cr)
         cls.addClassCleanup(cls.registry.leave_test_mode)
-        cls.sandbox = SandboxServer(permits=cls.PERMITS, seed=cls.SEED).start()
+        cls.sandbox = SandboxServer(
+            permits=cls.PERMITS, seed=cls.SEED, today=cls.TODAY
+        ).start()
         cls.addClassCleanup(cls.sandbox.stop)
         cls.env["sicantik.config"].search([]).write({"active": False})
         cls.env["ir.config_parameter"].sudo().set_param(

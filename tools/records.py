@@ -138,6 +138,9 @@ class Page:
     permits: tuple[IssuedPermit, ...] = ()
     skipped: tuple[SkippedRecord, ...] = ()
     is_last: bool = False
+    # Digest of the rows as served: a caller that stores it can notice, in a
+    # later run, a server that serves this page again for the next offset.
+    digest: str | None = None
 
     @property
     def next_offset(self):

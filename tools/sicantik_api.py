@@ -16,6 +16,7 @@ attempt passes the rate limiter and is counted in :attr:`SicantikApi.stats`.
 """
 
 import email.utils
+import hashlib
 import http.client
 import logging
 import math
@@ -699,16 +700,25 @@ class SicantikApi:
         ``Tidak ada data..``: that gives an empty last page. Duplicate rows of
         one permit are merged, bad rows skipped (``Page.skipped``).
         """
-        return self._list_page(limit, offset)[0]
+        return self._list_page(limit, offset)
 
     def _list_page(self, limit, offset, *, log=True):
         self._check_page_args(limit, offset)
         answer = self._request(EP_ISSUED_PERMITS, {"limit": limit, "offset": offset})
         if answer.no_data:
-            page = Page(offset=offset, limit=limit, raw_count=0, is_last=True)
-            return page, None
+            return Page(offset=offset, limit=limit, raw_count=0, is_last=True)
         rows = self._rows(answer, EP_ISSUED_PERMITS)
         permits, skipped = normalise_issued_rows(rows)
+        if rows and not permits:
+            # Not one usable row: the answer is broken, not the permits.
+            # Advancing past it would leave these rows out of the pass.
+            raise SicantikResponseError(
+                f"none of the {len(rows)} rows of {EP_ISSUED_PERMITS} at "
+                f"offset {offset} is usable ({skipped[0].reason})",
+                retryable=True,
+                endpoint=EP_ISSUED_PERMITS,
+            )
+        fingerprint = tuple(map(_row_fingerprint, rows))
         page = Page(
             offset=offset,
             limit=limit,
@@ -716,6 +726,7 @@ class SicantikApi:
             permits=permits,
             skipped=skipped,
             is_last=len(rows) < limit,
+            digest=hashlib.sha256(repr(fingerprint).encode()).hexdigest(),
         )
         self._log_skipped(EP_ISSUED_PERMITS, skipped)
         if log:
@@ -731,7 +742,7 @@ class SicantikApi:
                 len(skipped),
                 ", with expiry dates" if page.has_expiry_field else "",
             )
-        return page, tuple(map(_row_fingerprint, rows))
+        return page
 
     @staticmethod
     def _check_page_args(limit, offset):
@@ -739,17 +750,22 @@ class SicantikApi:
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"{name} must be an integer >= {minimum}")
 
-    def iter_issued_permits(self, page_size=DEFAULT_PAGE_SIZE, start_offset=0):
+    def iter_issued_permits(
+        self, page_size=DEFAULT_PAGE_SIZE, start_offset=0, previous_digest=None
+    ):
         """Every page of issued permits: remote ``GET listpermohonanterbit``.
 
         Yields non-empty pages until the server's 404 ``Tidak ada data..`` end
         marker or a page with fewer rows than asked. Raises
         ``SicantikResponseError`` when a page repeats the previous one (the
         server ignores the offset) or after ``max_pages`` pages.
+        ``previous_digest`` is the ``Page.digest`` of the page before
+        ``start_offset`` when an earlier run read it, so that a repetition
+        is noticed across runs too.
         """
         self._check_page_args(page_size, start_offset)
         offset = start_offset
-        previous = None
+        previous = previous_digest
         pages = rows = 0
         while True:
             if pages >= self.max_pages:
@@ -758,18 +774,18 @@ class SicantikApi:
                     f"pages; stopped (raise max_pages if the list is that long)",
                     endpoint=EP_ISSUED_PERMITS,
                 )
-            page, fingerprint = self._list_page(page_size, offset)
+            page = self._list_page(page_size, offset)
             pages += 1
             if not page.raw_count:
                 break
-            if fingerprint == previous:
+            if page.digest == previous:
                 raise SicantikResponseError(
                     f"{EP_ISSUED_PERMITS} served the same page at offset {offset} "
                     f"as at offset {offset - page_size}: the server ignores "
                     f"the offset",
                     endpoint=EP_ISSUED_PERMITS,
                 )
-            previous = fingerprint
+            previous = page.digest
             rows += page.raw_count
             yield page
             if page.is_last:

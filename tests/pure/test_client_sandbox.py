@@ -173,6 +173,44 @@ def test_repeated_page_is_detected(sandbox, api):
     assert first.offset == 0
 
 
+def test_repeated_page_is_detected_across_runs(sandbox, api):
+    # A run stored the digest of page 0; the next run asks for offset 20.
+    first = api.list_issued_permits(20, 0)
+    assert first.digest and first.digest == api.list_issued_permits(20, 0).digest
+    sandbox.queue_faults("repeat-page")
+    with pytest.raises(SicantikResponseError, match="same page"):
+        next(api.iter_issued_permits(20, 20, previous_digest=first.digest))
+    # Without the fault the page at offset 20 is another page.
+    page = next(api.iter_issued_permits(20, 20, previous_digest=first.digest))
+    assert page.offset == 20 and page.digest != first.digest
+
+
+def test_a_page_without_one_usable_row_is_an_error(sandbox, api):
+    """Skipping every row would move the cursor past permits never stored."""
+    sandbox.queue_faults("json-list")
+    with pytest.raises(SicantikResponseError, match="none of the 20 rows") as info:
+        api.list_issued_permits(20, 0)
+    assert "row is not an object" in str(info.value)
+    assert info.value.failure_type == "bad_response"
+    assert requests_seen(sandbox) == 1  # decoded fine: not retried in-process
+
+
+def test_rows_missing_fields_keep_their_key_only(sandbox, api):
+    sandbox.queue_faults("missing-fields")
+    page = api.list_issued_permits(20, 0)
+    assert page.permits and not page.skipped
+    assert {(p.no_surat, p.permit_type, p.applicant_name) for p in page.permits} == {
+        (None, None, None)
+    }
+
+
+def test_a_page_with_some_bad_rows_skips_them(sandbox, api):
+    sandbox.queue_faults("duplicate-ids")
+    page = api.list_issued_permits(20, 0)
+    assert page.raw_count == 20 and len(page.permits) <= 10
+    assert {p.row_count for p in page.permits} >= {2}
+
+
 def test_max_pages_cap(sandbox, make_api):
     api = make_api(max_pages=2)
     with pytest.raises(SicantikResponseError, match="after 2 pages"):

@@ -18,7 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 from typing import NamedTuple
-from urllib.parse import urlsplit
+from unittest.mock import ANY
+from urllib.parse import quote, urlsplit
 from xml.parsers import expat
 
 import pytest
@@ -279,6 +280,76 @@ def test_repeat_page_ignores_the_offset(srv, get):
     repeated = get("/listpermohonanterbit?limit=10&offset=20&format=json")
     honest = get("/listpermohonanterbit?limit=10&offset=20&format=json")
     assert repeated.body == first.body != honest.body
+
+
+def test_xml_fault_ignores_the_format_asked(srv, get):
+    srv.queue_faults("xml")
+    forced = get(PAGE + "&format=json")
+    assert forced.headers["content-type"] == "application/xml"
+    assert forced.body == get(PAGE).body  # the server's default XML page
+
+
+def test_malformed_xml_fault_breaks_an_xml_answer(srv, get):
+    srv.queue_faults("malformed-xml")
+    bad = get(PAGE + "&format=json")
+    assert bad.headers["content-type"] == "application/xml"
+    assert get(PAGE).body.startswith(bad.body) and b"</xml>" not in bad.body
+
+
+def test_json_list_fault_turns_objects_into_lists(srv, get):
+    srv.queue_faults("json-list", "json-list")
+    rows = json.loads(get().body)  # JSON even though XML was asked
+    first = srv.dataset.listed_rows()[0]
+    assert rows[0] == list(first.values())
+    # The 404 end marker: a list where the client expects an error object.
+    past = get("/listpermohonanterbit?limit=5&offset=999999&format=json")
+    assert past.status == 404 and json.loads(past.body) == ["Tidak ada data.."]
+
+
+def test_missing_fields_fault_keeps_only_the_key(srv, get):
+    srv.queue_faults("missing-fields")
+    rows = json.loads(get(PAGE + "&format=json").body)
+    expected = [r["pendaftaran_id"] for r in srv.dataset.listed_rows()[:5]]
+    assert rows == [{"pendaftaran_id": pid} for pid in expected]
+
+
+def test_impossible_date_fault_rewrites_every_date(srv, get):
+    permit = next(
+        p for p in srv.dataset.permits if p.answers_cekperizinan and p.no_surat
+    )
+    path = f"/cekperizinan?format=json&no_izin={quote(permit.no_izin)}"
+    srv.queue_faults("impossible-date")
+    (item, *_rest) = json.loads(get(path).body)
+    for key in ("d_terima_berkas", "d_berlaku_izin", "tgl_surat", "d_tgl_berdiri"):
+        assert item[key] == "2023-02-30"
+    assert item["no_surat"] == permit.no_surat  # nothing else changes
+    # The list has no date unless the future API is on; then it has one.
+    srv.configure(future_api=True)
+    srv.queue_faults("impossible-date")
+    rows = json.loads(get(PAGE + "&format=json").body)
+    assert {row["d_berlaku_izin"] for row in rows} == {"2023-02-30"}
+
+
+def test_duplicate_ids_fault_pairs_permits_under_one_id(srv, get):
+    srv.queue_faults("duplicate-ids")
+    rows = json.loads(get("/listpermohonanterbit?limit=6&offset=0&format=json").body)
+    honest = srv.dataset.listed_rows()[:6]
+    assert [r["pendaftaran_id"] for r in rows] == [
+        honest[n - n % 2]["pendaftaran_id"] for n in range(6)
+    ]
+    assert [r["no_surat"] for r in rows] == [r["no_surat"] for r in honest]
+
+
+def test_content_faults_leave_404_and_empty_answers_alone(srv, get):
+    for fault in ("missing-fields", "impossible-date", "duplicate-ids"):
+        srv.queue_faults(fault)
+        past = get("/listpermohonanterbit?limit=5&offset=999999&format=json")
+        assert (past.status, json.loads(past.body)) == (
+            404,
+            {"error": "Tidak ada data.."},
+        )
+        srv.queue_faults(fault)
+        assert get("/listpermohonanterbit?format=json") == (404, ANY, b"")
 
 
 def test_unknown_fault_is_refused(srv):

@@ -1,0 +1,607 @@
+#!/usr/bin/env python3
+"""Kill and resume: SIGKILL a real Odoo server in the middle of its jobs.
+
+``make kill-test`` (that is ``python3 dev/devtool.py kill-test``) installs the
+addon into a fresh database, starts the SICANTIK sandbox (3,000 permits, some
+latency) and a real Odoo server (two cron workers) against it, and then, job
+after job, kills the server with SIGKILL at seeded random points while the
+job runs, restarts it, and finally lets the job finish. Then it checks what a
+permit office relies on: every permit the sandbox serves is present once,
+every expiry date matches the sandbox's, no row is left running, and it
+prints ``kills survived=N permits lost=N duplicates=N double sends=N``.
+
+Options: ``--seed``, ``--kills`` (per job, at least 20 by default),
+``--permits``, ``--keep`` (keep the database). Needs what ``make test`` needs
+(devtool passes the Odoo command in ``SICANTIK_ODOO_CMD``).
+
+A job is one entry of ``JOBS``: the cron it runs, how to give it work, how to
+tell it is done or busy, and what to check afterwards. The reminder sender
+talks to a loopback webhook gateway that counts what it receives: a message
+received twice for one reminder row is a double send.
+"""
+
+import argparse
+import faulthandler
+import json
+import os
+import random
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import psycopg2
+from psycopg2 import sql
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sandbox import SandboxServer  # noqa: E402
+from sandbox.data import ZERO_DATE  # noqa: E402
+from sandbox.gateways import GatewayServer  # noqa: E402
+
+ADDON = "sicantik_connector"
+CACHE = Path(
+    os.environ.get("SICANTIK_CACHE") or Path.home() / ".cache" / "sicantik_connector"
+)
+# Seconds: how long to wait for the server to start working, and overall.
+START_DEADLINE = 120
+TOTAL_DEADLINE = 9 * 60
+
+# Run inside ``odoo-bin shell`` once the addon is installed.
+SETUP = """
+import json
+env["sicantik.config"].search([]).write({{"active": False}})
+config = env["sicantik.config"].create({{
+    "name": "Kill test",
+    "api_url": {url!r},
+    "page_size": 20,
+    "rate_limit": 10,
+    "max_workers": 4,
+    "timeout": 10,
+    "sync_interval": 600,
+}})
+ICP = env["ir.config_parameter"].sudo()
+# Short callbacks with a commit per page or chunk: many kill points.
+ICP.set_param("sicantik_connector.cron_time_budget", "2")
+ICP.set_param("sicantik_connector.expiry_chunk_size", "20")
+# Reminders go to a loopback webhook that counts them; a claim older than
+# a few seconds belongs to a killed worker.
+ICP.set_param("sicantik_connector.reminder_stale_seconds", "5")
+provider = env["sicantik.whatsapp.provider"].create({{
+    "name": "Kill test webhook",
+    "provider_type": "webhook",
+    "api_url": {webhook_url!r},
+    "webhook_headers": {webhook_headers!r},
+    "rate_limit": 20,
+    "timeout": 5,
+}})
+config.write({{
+    "whatsapp_provider_id": provider.id,
+    "quiet_hours_start": 0,
+    "quiet_hours_end": 0,
+}})
+crons = {{
+    name: env.ref("sicantik_connector." + name).id
+    for name in (
+        "ir_cron_sync_permits",
+        "ir_cron_sync_expiry_dates",
+        "ir_cron_check_expiring",
+        "ir_cron_send_reminders",
+    )
+}}
+env.cr.commit()
+print("KILLTEST " + json.dumps({{"config": config.id, "crons": crons}}))
+"""
+
+
+def say(message):
+    print(message, flush=True)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate, deadline, what, poke=None, every=0.25):
+    """Poll ``predicate`` until true (calling ``poke`` between polls)."""
+    end = time.monotonic() + deadline
+    while not predicate():
+        if time.monotonic() > end:
+            raise SystemExit(f"kill-test: gave up waiting for {what}")
+        if poke:
+            poke()
+        time.sleep(every)
+
+
+class Database:
+    """The test's own connection (autocommit): set-up, pokes and checks."""
+
+    def __init__(self, name):
+        self.name = name
+        self.conn = self.bell = None
+
+    def open(self):
+        self.conn = psycopg2.connect(dbname=self.name, application_name="kill-test")
+        self.conn.autocommit = True
+        # Cron workers LISTEN on the "postgres" database, as Odoo notifies.
+        self.bell = psycopg2.connect(dbname="postgres", application_name="kill-test")
+        self.bell.autocommit = True
+
+    def wake_cron_workers(self):
+        with self.bell.cursor() as cr:
+            cr.execute("SELECT pg_notify('cron_trigger', %s)", (self.name,))
+
+    def rows(self, query, params=()):
+        with self.conn.cursor() as cr:
+            cr.execute(query, params)
+            return cr.fetchall() if cr.description else []
+
+    def value(self, query, params=()):
+        rows = self.rows(query, params)
+        return rows[0][0] if rows else None
+
+    def close(self):
+        for conn in (self.conn, self.bell):
+            if conn:
+                conn.close()
+
+
+class OdooServer:
+    """A real Odoo server process on the database, killed and restarted."""
+
+    def __init__(self, cmd, logfile):
+        self.cmd = cmd
+        self.logfile = logfile
+        self.proc = None
+
+    def start(self):
+        env = dict(os.environ, ODOO_NOTIFY_CRON_CHANGES="1")
+        with open(self.logfile, "a") as log:
+            self.proc = subprocess.Popen(
+                self.cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=CACHE
+            )
+
+    def kill(self, db):
+        pid = self.proc.pid
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self._gone(db, pid)
+
+    def stop(self, db):
+        pid = self.proc.pid
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._gone(db, pid)
+
+    @staticmethod
+    def _gone(db, pid):
+        # PostgreSQL ends the dead process's sessions (and drops their locks)
+        # on its own; the next server starts once they are gone.
+        wait_for(
+            lambda: not db.value(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                (f"odoo-{pid}",),
+            ),
+            30,
+            f"the sessions of the killed server {pid} to end",
+        )
+
+
+class Job(NamedTuple):
+    name: str
+    cron: str  # xml id (without the module) of its scheduled action
+    endpoint: str | None  # sandbox endpoint whose requests show it at work
+    give_work: object  # (ctx) -> None: a pass requested, permits due...
+    finished: object  # (ctx) -> bool: nothing left, nothing running
+    kill_window: tuple  # seconds after the first request of a life
+    settings: dict  # connector settings for this job (pace, parallelism)
+    idle: object = None  # (ctx) -> bool: nothing left to start (default: finished)
+
+
+def permits_give_work(ctx):
+    ctx.db.rows(
+        "UPDATE sicantik_config SET sync_requested = true WHERE id = %s",
+        (ctx.config,),
+    )
+
+
+def permits_finished(ctx):
+    state, requested, running = ctx.db.rows(
+        "SELECT sync_pass_state, sync_requested, sync_log_id "
+        "FROM sicantik_config WHERE id = %s",
+        (ctx.config,),
+    )[0]
+    return state == "idle" and not requested and not running
+
+
+def expiry_give_work(ctx):
+    ctx.db.rows(
+        "UPDATE sicantik_permit SET next_expiry_check = now() at time zone 'UTC' "
+        "WHERE config_id = %s AND next_expiry_check IS NOT NULL",
+        (ctx.config,),
+    )
+
+
+def expiry_finished(ctx):
+    running = ctx.db.value(
+        "SELECT expiry_log_id FROM sicantik_config WHERE id = %s", (ctx.config,)
+    )
+    due = ctx.db.value(
+        "SELECT count(*) FROM sicantik_permit WHERE config_id = %s "
+        "AND next_expiry_check <= now() at time zone 'UTC'",
+        (ctx.config,),
+    )
+    return not running and not due
+
+
+def reminders_give_work(ctx):
+    """Forget finished reminders (their gateway record stays) and queue the
+    due ones again: new rows, new references."""
+    ctx.db.rows(
+        "DELETE FROM sicantik_notification WHERE config_id = %s "
+        "AND state IN ('sent', 'failed', 'cancelled')",
+        (ctx.config,),
+    )
+    cron = ctx.crons["ir_cron_check_expiring"]
+    ctx.db.rows("UPDATE ir_cron SET active = true WHERE id = %s", (cron,))
+    ctx.db.rows(
+        """INSERT INTO ir_cron_trigger (cron_id, call_at, create_date, write_date)
+           VALUES (%(cron)s, now() at time zone 'UTC', now() at time zone 'UTC',
+                   now() at time zone 'UTC')""",
+        {"cron": cron},
+    )
+
+
+def reminders_idle(ctx):
+    # Only rows of killed sends left: they are reconciled, never sent again,
+    # so a new life would make no request without new work.
+    return not ctx.db.value(
+        "SELECT count(*) FROM sicantik_notification WHERE config_id = %s "
+        "AND state = 'queued'",
+        (ctx.config,),
+    )
+
+
+def reminders_finished(ctx):
+    return not ctx.db.value(
+        "SELECT count(*) FROM sicantik_notification WHERE config_id = %s "
+        "AND state IN ('queued', 'sending')",
+        (ctx.config,),
+    )
+
+
+JOBS = (
+    Job(
+        "permits",
+        "ir_cron_sync_permits",
+        "listpermohonanterbit",
+        permits_give_work,
+        permits_finished,
+        (0.0, 1.5),
+        # 10 requests/s: a pass of pages of 20 lasts long enough for 20 kills
+        {"rate_limit": 10, "max_workers": 4},
+    ),
+    Job(
+        "expiry",
+        "ir_cron_sync_expiry_dates",
+        "cekperizinan",
+        expiry_give_work,
+        expiry_finished,
+        (0.0, 3.0),
+        # One request per permit: a faster pace keeps the run short.
+        {"rate_limit": 40, "max_workers": 8},
+    ),
+    Job(
+        "reminders",
+        "ir_cron_send_reminders",
+        "gateway",
+        reminders_give_work,
+        reminders_finished,
+        (0.0, 1.5),
+        {},
+        reminders_idle,
+    ),
+)
+
+
+class Context(NamedTuple):
+    db: Database
+    server: OdooServer
+    sandbox: SandboxServer
+    gateway: GatewayServer
+    config: int
+    crons: dict
+
+
+def poke(ctx, job):
+    """Make the job due now (a trigger, as Sync Now or its schedule would)
+    and wake the cron workers, which otherwise poll once a minute."""
+    cron = ctx.crons[job.cron]
+    ctx.db.rows(
+        """INSERT INTO ir_cron_trigger (cron_id, call_at, create_date, write_date)
+           SELECT %(cron)s, now() at time zone 'UTC', now() at time zone 'UTC',
+                  now() at time zone 'UTC'
+            WHERE NOT EXISTS (SELECT 1 FROM ir_cron_trigger WHERE cron_id = %(cron)s
+                              AND call_at <= now() at time zone 'UTC')""",
+        {"cron": cron},
+    )
+    ctx.db.wake_cron_workers()
+
+
+def requests_to(ctx, endpoint):
+    if endpoint == "gateway":
+        return len(ctx.gateway.requests("webhook"))
+    return ctx.sandbox.stats()["by_endpoint"].get(endpoint, 0)
+
+
+def run_job(ctx, job, rng, kills_wanted):
+    """Kill the server during ``job`` until ``kills_wanted`` kills hit it
+    with work left, then let it finish. Returns (kills, kills after its end)."""
+    for other in JOBS:  # one job at a time: its kills are its own
+        ctx.db.rows(
+            "UPDATE ir_cron SET active = %s WHERE id = %s",
+            (other is job, ctx.crons[other.cron]),
+        )
+    for column, value in job.settings.items():
+        query = sql.SQL("UPDATE sicantik_config SET {} = %s WHERE id = %s")
+        ctx.db.rows(query.format(sql.Identifier(column)), (value, ctx.config))
+    job.give_work(ctx)
+    kills = late = 0
+    while kills < kills_wanted:
+        if (job.idle or job.finished)(ctx):
+            job.give_work(ctx)  # ended before enough kills: once more
+        seen = requests_to(ctx, job.endpoint)
+        ctx.server.start()
+        wait_for(
+            lambda seen=seen: requests_to(ctx, job.endpoint) > seen,
+            START_DEADLINE,
+            f"the {job.name} job to start after a restart",
+            poke=lambda: poke(ctx, job),
+        )
+        delay = rng.uniform(*job.kill_window)
+        time.sleep(delay)  # the random kill point
+        ctx.server.kill(ctx.db)
+        if job.finished(ctx):
+            late += 1  # it ended before the kill: not a kill during the job
+        else:
+            kills += 1
+        say(
+            f"  {job.name}: kill {kills + late} at +{delay:.2f} s after its "
+            f"first request ({requests_to(ctx, job.endpoint) - seen} requests)"
+        )
+    ctx.server.start()
+    wait_for(
+        lambda: job.finished(ctx),
+        TOTAL_DEADLINE,
+        f"the {job.name} job to finish",
+        poke=lambda: poke(ctx, job),
+        every=0.5,
+    )
+    ctx.server.stop(ctx.db)
+    # Killed callbacks must not have cost the job its schedule.
+    alive = ctx.db.value(
+        "SELECT active FROM ir_cron WHERE id = %s", (ctx.crons[job.cron],)
+    )
+    return kills, late, alive
+
+
+def double_sends(ctx):
+    """(reminders delivered, delivered more than once, unknown outcomes)."""
+    counts = {}
+    for message in ctx.gateway.messages("webhook"):
+        counts[message.reference] = counts.get(message.reference, 0) + 1
+    unknown = ctx.db.value(
+        "SELECT count(*) FROM sicantik_notification WHERE config_id = %s "
+        "AND failure_type = 'unknown'",
+        (ctx.config,),
+    )
+    return len(counts), sum(1 for n in counts.values() if n > 1), unknown
+
+
+def check(ctx):
+    """The figures: permits lost, duplicates, wrong dates, rows left running."""
+    dataset = ctx.sandbox.dataset
+    served = {p.pendaftaran_id: p for p, _who in dataset.rows}
+    stored = ctx.db.rows(
+        """SELECT pendaftaran_id, count(*), min(expiry_date)::text,
+                  bool_or(expiry_unlimited), min(expiry_check_state)
+             FROM sicantik_permit WHERE config_id = %s GROUP BY 1""",
+        (ctx.config,),
+    )
+    present = {row[0]: row for row in stored}
+    lost = len(set(served) - set(present))
+    duplicates = sum(count - 1 for _pid, count, *_rest in stored)
+    duplicates += ctx.db.value(
+        "SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM res_partner "
+        "WHERE sicantik_key IS NOT NULL GROUP BY sicantik_key) holders"
+    )
+    mismatches = []
+    for pid, permit in served.items():
+        if pid not in present:
+            continue
+        _pid, _count, date, unlimited, state = present[pid]
+        if not permit.no_surat.strip() or not permit.answers_cekperizinan:
+            expected = ("unavailable", None, False)
+        elif permit.d_berlaku_izin == ZERO_DATE:
+            expected = ("found", None, True)
+        elif permit.d_berlaku_izin is None:
+            expected = ("no_date", None, False)
+        else:
+            expected = ("found", permit.d_berlaku_izin, False)
+        if (state, date, bool(unlimited)) != expected:
+            mismatches.append((pid, (state, date, unlimited), expected))
+    running = ctx.db.value(
+        "SELECT count(*) FROM sicantik_sync_log WHERE state = 'running'"
+    )
+    if ctx.db.value("SELECT to_regclass('sicantik_notification') IS NOT NULL"):
+        running += ctx.db.value(
+            "SELECT count(*) FROM sicantik_notification WHERE state = 'sending'"
+        )
+    return {
+        "served": len(served),
+        "lost": lost,
+        "extra": len(set(present) - set(served)),
+        "duplicates": duplicates,
+        "mismatches": mismatches,
+        "running": running,
+        "interrupted": ctx.db.value(
+            "SELECT count(*) FROM sicantik_sync_log WHERE state = 'interrupted'"
+        ),
+    }
+
+
+def odoo_settings():
+    cmd = os.environ.get("SICANTIK_ODOO_CMD")
+    paths = os.environ.get("SICANTIK_ADDONS_PATH")
+    if not cmd or not paths:
+        raise SystemExit(
+            "kill-test: run it with `make kill-test` (python3 dev/devtool.py "
+            "kill-test), which finds Odoo 18 and PostgreSQL first"
+        )
+    return shlex.split(cmd), paths, os.environ.get("SICANTIK_DATA_DIR") or ""
+
+
+def drop(name):
+    conn = psycopg2.connect(dbname="postgres")
+    conn.autocommit = True
+    with conn.cursor() as cr:
+        cr.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)
+            )
+        )
+    conn.close()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--kills", type=int, default=20, help="per job")
+    parser.add_argument("--permits", type=int, default=3000)
+    parser.add_argument("--keep", action="store_true", help="keep the database")
+    args = parser.parse_args()
+    faulthandler.register(signal.SIGUSR1)  # a stack dump on demand, if stuck
+    started = time.monotonic()
+    odoo, paths, data_dir = odoo_settings()
+    name = f"sicantik_kill_{os.getpid()}"
+    base = [*odoo, "--database", name, "--addons-path", paths]
+    base += ["--data-dir", data_dir] if data_dir else []
+    logfile = CACHE / f"{name}.log"
+    sandbox = SandboxServer(permits=args.permits, seed=args.seed).start()
+    sandbox.configure(latency=0.05, jitter=0.02)
+    gateway = GatewayServer().start()
+    db = Database(name)
+    drop(name)
+    try:
+        say(f"kill-test: installing {ADDON} into {name} (log: {logfile})")
+        with open(logfile, "a") as log:
+            install = subprocess.run(
+                [*base, "--init", ADDON, "--without-demo", "all",
+                 "--stop-after-init", "--no-http", "--max-cron-threads", "0",
+                 "--log-level", "warn", "--logfile", str(logfile)],
+                stdout=log, stderr=subprocess.STDOUT, cwd=CACHE, check=False,
+            )  # fmt: skip
+        if install.returncode:
+            raise SystemExit(f"kill-test: installing {ADDON} failed, see {logfile}")
+        shell = subprocess.run(
+            [*odoo, "shell", "--database", name, "--addons-path", paths,
+             "--no-http", "--log-level", "warn", "--logfile", str(logfile)]
+            + (["--data-dir", data_dir] if data_dir else []),
+            input=SETUP.format(
+                url=sandbox.url,
+                webhook_url=gateway.webhook_url,
+                webhook_headers=json.dumps(gateway.webhook_headers),
+            ), capture_output=True, text=True,
+            cwd=CACHE, check=False,
+        )  # fmt: skip
+        line = next(
+            (x for x in shell.stdout.splitlines() if x.startswith("KILLTEST ")), None
+        )
+        if not line:
+            raise SystemExit(f"kill-test: set-up failed:\n{shell.stderr[-2000:]}")
+        setup = json.loads(line.split(" ", 1)[1])
+        db.open()
+        # Only the addon's jobs run: nothing else competes for the workers.
+        db.rows(
+            "UPDATE ir_cron SET active = false WHERE NOT (id = ANY(%s))",
+            (list(setup["crons"].values()),),
+        )
+        server = OdooServer(
+            [*base, "--http-interface", "127.0.0.1", "--http-port", str(free_port()),
+             "--max-cron-threads", "2", "--limit-time-real-cron", "120",
+             "--db-filter", f"^{name}$", "--log-level", "warn",
+             "--logfile", str(logfile)],
+            logfile,
+        )  # fmt: skip
+        ctx = Context(db, server, sandbox, gateway, setup["config"], setup["crons"])
+        rng = random.Random(args.seed)
+        listed = len({p.pendaftaran_id for p, _who in sandbox.dataset.rows})
+        say(
+            f"kill-test: sandbox {args.permits} permits ({listed} listed), "
+            f"seed {args.seed}, {args.kills} kills per job, 2 cron workers"
+        )
+        total = deactivated = 0
+        for job in JOBS:
+            kills, late, alive = run_job(ctx, job, rng, args.kills)
+            total += kills
+            deactivated += not alive
+            say(
+                f"{job.name}: {kills} kills during the job"
+                + (f" ({late} more after it had ended)" if late else "")
+                + f", then finished; its schedule {'active' if alive else 'OFF'}"
+            )
+        delivered, doubles, unknown = double_sends(ctx)
+        say(
+            f"reminders: {delivered} delivered to the gateway, {unknown} left as "
+            "outcome unknown for staff (killed between claim and answer)"
+        )
+        figures = check(ctx)
+        elapsed = time.monotonic() - started
+        for pid, got, expected in figures["mismatches"][:10]:
+            say(f"  expiry mismatch {pid}: stored {got}, sandbox {expected}")
+        say(
+            f"checks: {figures['served']} permits served, expiry mismatches="
+            f"{len(figures['mismatches'])} unknown permits={figures['extra']} "
+            f"rows left running={figures['running']} runs closed as interrupted="
+            f"{figures['interrupted']} jobs deactivated={deactivated} "
+            f"in {elapsed:.0f} s"
+        )
+        say(
+            f"kills survived={total} permits lost={figures['lost']} "
+            f"duplicates={figures['duplicates']} double sends={doubles}"
+        )
+        bad = (
+            figures["lost"]
+            or figures["extra"]
+            or figures["duplicates"]
+            or figures["mismatches"]
+            or figures["running"]
+            or doubles
+            or not delivered
+            or deactivated
+            or total < args.kills * len(JOBS)
+        )
+        if not bad and not args.keep:
+            logfile.unlink(missing_ok=True)
+        return 1 if bad else 0
+    finally:
+        db.close()
+        sandbox.stop()
+        gateway.stop()
+        if not args.keep:
+            drop(name)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -35,6 +35,9 @@ SEED = 1
 ADDON = "sicantik_connector"
 
 
+_CONFIG_PARSED = False
+
+
 def odoo_settings():
     """(command prefix, addons path, data dir) from ``make bench``, or None."""
     cmd = os.environ.get("SICANTIK_ODOO_CMD")
@@ -88,7 +91,12 @@ class OdooDatabase:
         import odoo
         from odoo.modules.registry import Registry
 
-        odoo.tools.config.parse_config(args)
+        global _CONFIG_PARSED  # noqa: PLW0603
+        if not _CONFIG_PARSED:
+            # Odoo's option parser cannot run twice in one process; every
+            # benchmark uses the same paths, only the database differs.
+            odoo.tools.config.parse_config(args)
+            _CONFIG_PARSED = True
         logging.getLogger().setLevel(logging.WARNING)
         for noisy in ("odoo", "werkzeug"):
             logging.getLogger(noisy).setLevel(logging.ERROR)

@@ -14,7 +14,7 @@ from odoo.tools import SQL
 from odoo.addons.base.models.res_partner import _tz_get
 
 from ..tools import const, reminders
-from ..tools.rate_limiter import RateLimiter
+from ..tools.rate_limiter import RateLimiter, shared_limiter
 from ..tools.sicantik_api import SicantikApi
 from ..tools.sicantik_exceptions import SicantikError
 from .sicantik_permit_type import PERMIT_FILTERS
@@ -39,12 +39,6 @@ DAILY_CRONS = {
 # connector (the second key is the connector id), and the job of each.
 RUN_LOCK_KEYS = {"permits": 0x51C40001, "expiry": 0x51C40002}
 RUN_CRONS = {"permits": PERMIT_CRON, "expiry": EXPIRY_CRON}
-
-# Rate limiters shared by every run against one server in this process, so
-# that two callbacks in a row, a button and a job, or two connectors pointing
-# at the same server never send faster together.
-_LIMITERS = {}
-_LIMITERS_LOCK = threading.Lock()
 
 
 def next_local_time(now_utc, tz_name, hour):
@@ -675,13 +669,9 @@ class SicantikConfig(models.Model):
             if config._server() == server
         ]
         rate = float(min([self.rate_limit, *rates]))
-        key = (server, rate)
-        with _LIMITERS_LOCK:
-            limiter = _LIMITERS.get(key)
-            if limiter is None:
-                limiter = RateLimiter.for_server_limit(rate)
-                _LIMITERS[key] = limiter
-            return limiter
+        return shared_limiter(
+            ("sicantik", server, rate), lambda: RateLimiter.for_server_limit(rate)
+        )
 
     def _server(self):
         """Host and port of the API URL: what the server's quota counts."""

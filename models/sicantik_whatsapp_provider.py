@@ -1,6 +1,5 @@
 import json
 import logging
-import threading
 
 from markupsafe import Markup, escape
 
@@ -8,17 +7,12 @@ from odoo import _, api, fields, models
 from odoo.exceptions import UserError, ValidationError
 
 from ..tools import reminders, whatsapp_gateways
-from ..tools.rate_limiter import RateLimiter
+from ..tools.rate_limiter import RateLimiter, shared_limiter
 from ..tools.whatsapp_exceptions import WhatsappError
 
 _logger = logging.getLogger(__name__)
 
 MANAGER_GROUP = "sicantik_connector.sicantik_connector_group_manager"
-
-# One limiter per provider and process: the sender job and a test message
-# never go faster together than the gateway allows.
-_LIMITERS = {}
-_LIMITERS_LOCK = threading.Lock()
 
 
 class SicantikWhatsappProvider(models.Model):
@@ -176,12 +170,13 @@ class SicantikWhatsappProvider(models.Model):
         return self.provider_type == "log"
 
     def _limiter(self):
-        key = (self.env.cr.dbname, self.id, float(self.rate_limit or 1.0))
-        with _LIMITERS_LOCK:
-            limiter = _LIMITERS.get(key)
-            if limiter is None:
-                limiter = _LIMITERS[key] = RateLimiter(self.rate_limit or 1.0)
-            return limiter
+        """One bucket per provider and process: the sender job and a test
+        message never go faster together than the gateway allows."""
+        rate = float(self.rate_limit or 1.0)
+        return shared_limiter(
+            ("whatsapp", self.env.cr.dbname, self.id, rate),
+            lambda: RateLimiter(rate),
+        )
 
     def _timeouts(self):
         read = float(self.timeout or 30)

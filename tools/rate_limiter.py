@@ -114,3 +114,18 @@ class RateLimiter:
 
     def __repr__(self):
         return f"RateLimiter(rate={self._rate:g}, burst={self.burst})"
+
+
+_SHARED = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_limiter(key, make):
+    """The limiter of this process registered under ``key``, made once by
+    ``make()``: every run of one server or gateway in a process draws from
+    the same bucket, so two jobs in a row never go faster together."""
+    with _SHARED_LOCK:
+        limiter = _SHARED.get(key)
+        if limiter is None:
+            limiter = _SHARED[key] = make()
+        return limiter

@@ -2,7 +2,6 @@ from odoo import _, api, fields, models
 
 from ..tools.phone import normalize_phone
 
-MANAGER_GROUP = "sicantik_connector.sicantik_connector_group_manager"
 # tools.phone statuses -> whatsapp_number_state
 NUMBER_STATES = {
     "valid_mobile": "valid",

@@ -6,9 +6,10 @@ from odoo import _, api, fields, models
 from odoo.tools import SQL
 from odoo.tools.misc import format_date
 
-from .sicantik_permit import CRITICAL_DAYS, WARNING_DAYS
+from ..tools import expiry
 
 HORIZONS = (30, 60, 90)
+NOT_REVOKED = [("status", "!=", "revoked")]
 TOP_TYPES = 10
 MONTHS = 12
 HEALTH_DAYS = 7
@@ -69,79 +70,55 @@ class SicantikDashboard(models.AbstractModel):
     def _permit_buckets(self, today):
         """Counts by expiry state and by horizon: one aggregate query.
 
-        Each bucket is a domain (the search filter it opens, plus what the
-        filter lacks); its SQL condition is the ORM's own translation of that
-        domain, evaluated with ``count(*) FILTER`` over the rows the user may
-        read.
+        Each bucket is a domain of ``tools.expiry`` (the same bands as the
+        search filter it opens); its SQL condition is the ORM's own
+        translation of that domain, evaluated with ``count(*) FILTER`` over
+        the rows the user may read.
         """
-        day = fields.Date.to_string
-        critical_end = day(today + timedelta(days=CRITICAL_DAYS))
-        warning_end = day(today + timedelta(days=WARNING_DAYS))
-        not_revoked = [("status", "!=", "revoked")]
-        # (key, label, filter names, extra domain, domain of the count)
-        # The count domains mirror the filters of sicantik_permit_view_search.
+        valid = expiry.band_domain(expiry.OK, today)
+        # (key, label, filters the list opens with, extra domain, count domain)
         state_specs = [
             (
-                "expired",
+                expiry.EXPIRED,
                 _("Expired"),
                 ["expired"],
                 [],
-                not_revoked
-                + [("expiry_unlimited", "=", False), ("expiry_date", "<", day(today))],
+                expiry.band_domain(expiry.EXPIRED, today),
             ),
             (
-                "critical",
+                expiry.CRITICAL,
                 _("Critical (≤ 30 days)"),
                 ["critical"],
                 [],
-                not_revoked
-                + [
-                    ("expiry_date", ">=", day(today)),
-                    ("expiry_date", "<=", critical_end),
-                ],
+                expiry.band_domain(expiry.CRITICAL, today),
             ),
             (
-                "warning",
+                expiry.WARNING,
                 _("Warning (≤ 60 days)"),
                 ["warning"],
                 [],
-                not_revoked
-                + [
-                    ("expiry_date", ">", critical_end),
-                    ("expiry_date", "<=", warning_end),
-                ],
+                expiry.band_domain(expiry.WARNING, today),
             ),
+            # No search filter for "valid": the list opens on the domain.
+            (expiry.OK, _("Valid > 60 days"), [], valid, valid),
             (
-                "ok",
-                _("Valid > 60 days"),
-                [],
-                not_revoked
-                + [
-                    "|",
-                    ("expiry_unlimited", "=", True),
-                    ("expiry_date", ">", warning_end),
-                ],
-                None,
-            ),
-            (
-                "none",
+                expiry.NO_DATE,
                 _("Without expiry date"),
                 ["no_expiry"],
-                not_revoked,
-                not_revoked
-                + [("expiry_date", "=", False), ("expiry_unlimited", "=", False)],
+                NOT_REVOKED,
+                NOT_REVOKED + expiry.band_domain(expiry.NO_DATE, today),
             ),
             ("revoked", _("Revoked"), ["revoked"], [], [("status", "=", "revoked")]),
         ]
+        # 30 and 60 days are the Critical filter, and Critical or Warning.
+        horizon_filters = {
+            expiry.CRITICAL_DAYS: ["critical"],
+            expiry.WARNING_DAYS: ["critical", "warning"],
+        }
         horizon_specs = []
         for days in HORIZONS:
-            end = day(today + timedelta(days=days))
-            domain = not_revoked + [
-                ("expiry_date", ">=", day(today)),
-                ("expiry_date", "<=", end),
-            ]
-            # 30 and 60 days are the Critical filter, and Critical or Warning.
-            filters = {30: ["critical"], 60: ["critical", "warning"]}.get(days, [])
+            domain = expiry.horizon_domain(days, today)
+            filters = horizon_filters.get(days, [])
             horizon_specs.append(
                 (
                     f"days_{days}",
@@ -152,21 +129,18 @@ class SicantikDashboard(models.AbstractModel):
                 )
             )
         specs = state_specs + horizon_specs
-        counts = self._count_permits(
-            [count_domain or extra for _k, _l, _f, extra, count_domain in specs]
-        )
-        figures = []
-        for (key, label, filters, extra, _domain), count in zip(
-            specs, counts[1:], strict=True
-        ):
-            figures.append(
-                {
-                    "key": key,
-                    "label": label,
-                    "count": count,
-                    "action": self._permit_action(label, extra, filters),
-                }
+        counts = self._count_permits([spec[4] for spec in specs])
+        figures = [
+            {
+                "key": key,
+                "label": label,
+                "count": count,
+                "action": self._permit_action(label, extra, filters),
+            }
+            for (key, label, filters, extra, _domain), count in zip(
+                specs, counts[1:], strict=True
             )
+        ]
         return figures[: len(state_specs)], figures[len(state_specs) :], counts[0]
 
     @api.model

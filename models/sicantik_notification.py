@@ -1,5 +1,4 @@
 import logging
-import threading
 import time
 from collections import Counter
 from datetime import timedelta
@@ -13,10 +12,10 @@ from odoo.tools import SQL
 
 from ..tools import reminders
 from ..tools.whatsapp_exceptions import WhatsappError
+from .access import ensure_manager
 
 _logger = logging.getLogger(__name__)
 
-MANAGER_GROUP = "sicantik_connector.sicantik_connector_group_manager"
 SEND_CRON = "sicantik_connector.ir_cron_send_reminders"
 MAX_ATTEMPTS = 5
 RETRY_FIRST = timedelta(minutes=5)
@@ -39,6 +38,7 @@ class SicantikNotification(models.Model):
 
     _name = "sicantik.notification"
     _description = "SICANTIK WhatsApp Reminder"
+    _inherit = ["sicantik.job.mixin"]
     _order = "id desc"
     _rec_name = "permit_id"
 
@@ -103,7 +103,7 @@ class SicantikNotification(models.Model):
     # ------------------------------------------------------------
 
     def action_retry(self):
-        self._check_manager()
+        ensure_manager(self.env)
         retry = self.filtered(lambda n: n.state in ("failed", "cancelled"))
         if not retry:
             raise UserError(_("Only failed or cancelled reminders can be retried."))
@@ -118,18 +118,47 @@ class SicantikNotification(models.Model):
         self.env.ref(SEND_CRON)._trigger()
 
     def action_cancel(self):
-        self._check_manager()
+        ensure_manager(self.env)
         self.filtered(lambda n: n.state == "queued").write(
             {"state": "cancelled", "failure_reason": _("Cancelled by staff.")}
         )
 
-    def _check_manager(self):
-        if not self.env.user.has_group(MANAGER_GROUP):
-            raise UserError(_("Only SICANTIK managers can retry or cancel reminders."))
-
     # ------------------------------------------------------------
     # QUEUEING (09:00 job)
     # ------------------------------------------------------------
+
+    @api.model
+    def _cron_queue_reminders(self):
+        """09:00: queue the due reminder of every expiring permit; the sender
+        job sends them at the provider's pace."""
+        Log = self.env["sicantik.sync.log"]
+        for config in self.env["sicantik.config"].search([]):
+            log = Log._start(config, "notifications")
+            counts = self._queue_reminders(config, config._today())
+            log.write(
+                {
+                    "fetched_count": counts["queued"]
+                    + counts["already"]
+                    + counts["unreachable"]
+                    + counts["opted_out"],
+                    "created_count": counts["queued"],
+                    "unchanged_count": counts["already"],
+                    "skipped_count": counts["unreachable"] + counts["opted_out"],
+                    "progress_done": counts["queued"],
+                }
+            )
+            log._finish(
+                "done",
+                _(
+                    "%(queued)s reminder(s) queued, %(already)s already queued "
+                    "earlier, %(unreachable)s holder(s) without a usable WhatsApp "
+                    "number, %(opted_out)s opted out, %(superseded)s older "
+                    "reminder(s) overtaken.",
+                    **counts,
+                ),
+            )
+        if self.search_count([("state", "=", "queued")], limit=1):
+            self.env.ref(SEND_CRON)._trigger()
 
     @api.model
     def _queue_reminders(self, config, today):
@@ -241,8 +270,7 @@ class SicantikNotification(models.Model):
         """Drain the queue at each provider's pace, one committed claim per
         message, within the cron's time budget; report progress, and log a
         sync log row per connector that sent (or failed) something."""
-        budget = self.env["sicantik.config"]._time_budget()
-        deadline = time.monotonic() + budget
+        deadline = time.monotonic() + self._job_time_budget()
         self._reconcile_stale()
         quiet = self._quiet_config_ids()
         outcomes = {}
@@ -255,7 +283,7 @@ class SicantikNotification(models.Model):
                 notification._send_claimed()
             except Exception:
                 _logger.exception("SICANTIK: reminder %s failed", notification.id)
-                self._rollback()
+                self._job_rollback()
                 notification._mark_failed(
                     "unknown",
                     _(
@@ -266,10 +294,7 @@ class SicantikNotification(models.Model):
             counts = outcomes.setdefault(notification.config_id, Counter())
             counts[notification.state] += 1
             done += 1
-            self.env["ir.cron"]._notify_progress(
-                done=done, remaining=self._count_sendable(quiet)
-            )
-            self._commit()
+            self._job_commit(done, self._count_sendable(quiet))
         self._log_outcomes(outcomes)
         remaining = self._count_sendable(quiet)
         self.env["ir.cron"]._notify_progress(done=done, remaining=remaining)
@@ -301,7 +326,7 @@ class SicantikNotification(models.Model):
                 ),
             )
         if outcomes:
-            self._commit()
+            self._job_commit()
 
     @api.model
     def _quiet_config_ids(self):
@@ -363,10 +388,7 @@ class SicantikNotification(models.Model):
         self.invalidate_model()
         if not row:
             return self.browse()
-        self.env["ir.cron"]._notify_progress(
-            done=done + 1, remaining=self._count_sendable(quiet)
-        )
-        self._commit()
+        self._job_commit(done + 1, self._count_sendable(quiet))
         return self.browse(row[0])
 
     def _cancel_reason(self):
@@ -519,23 +541,3 @@ class SicantikNotification(models.Model):
                 ),
             )
         return len(stale)
-
-    # ------------------------------------------------------------
-    # TRANSACTIONS (no commit inside tests)
-    # ------------------------------------------------------------
-
-    def _in_real_cron(self):
-        # Commits belong to a worker running the job, never to a test or to
-        # a call made while a module installs (demo data).
-        return bool(self.env.context.get("ir_cron_progress_id")) and not getattr(
-            threading.current_thread(), "testing", False
-        )
-
-    def _commit(self):
-        self.env.flush_all()
-        if self._in_real_cron():
-            self.env.cr.commit()  # pylint: disable=invalid-commit
-
-    def _rollback(self):
-        if self._in_real_cron():
-            self.env.cr.rollback()

@@ -2,6 +2,7 @@ import logging
 
 from odoo import _, api, fields, models
 
+from ..tools import expiry
 from .bulk_sql import bulk_update
 
 _logger = logging.getLogger(__name__)
@@ -103,16 +104,16 @@ class SicantikPermitType(models.Model):
                 if status == "active":
                     bucket["active"] += count
                 # As the "Without expiry date" filter: revoked ones included.
-                if expiry_state == "none":
+                if expiry_state == expiry.NO_DATE:
                     bucket["none"] += count
                 if status == "revoked":
                     continue
-                if expiry_state == "critical":
+                if expiry_state == expiry.CRITICAL:
                     bucket["critical"] += count
                     bucket["warning"] += count
-                elif expiry_state == "warning":
+                elif expiry_state == expiry.WARNING:
                     bucket["warning"] += count
-                elif expiry_state == "expired":
+                elif expiry_state == expiry.EXPIRED:
                     bucket["expired"] += count
         for permit_type in self:
             bucket = counts.get(permit_type.id) or dict.fromkeys(

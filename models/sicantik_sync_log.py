@@ -2,6 +2,7 @@ import logging
 from datetime import timedelta
 
 from odoo import _, api, fields, models
+from odoo.exceptions import UserError
 from odoo.tools.translate import LazyTranslate
 
 from ..tools import const
@@ -365,6 +366,127 @@ class SicantikSyncLog(models.Model):
                 )
             log.write(values)
         return self
+
+    def _add_page(self, page, counts, now):
+        """Add one page of the permit list to a permits run (one write)."""
+        self.ensure_one()
+        self.write(
+            {
+                "fetched_count": self.fetched_count + len(page.permits),
+                "created_count": self.created_count + counts["created"],
+                "updated_count": self.updated_count + counts["updated"],
+                "unchanged_count": self.unchanged_count + counts["unchanged"],
+                "failed_count": self.failed_count + counts["failed"],
+                "skipped_count": self.skipped_count + len(page.skipped),
+                "progress_done": page.next_offset,
+                "end_offset": page.next_offset,
+                "heartbeat": now,
+            }
+        )
+
+    def _add_expiry_chunk(self, counts, checked, now):
+        """Add one chunk of cekperizinan answers to an expiry run (one write)."""
+        self.ensure_one()
+        self.write(
+            {
+                "fetched_count": self.fetched_count
+                + counts["found"]
+                + counts["no_date"],
+                "updated_count": self.updated_count + counts["updated"],
+                "unchanged_count": self.unchanged_count + counts["unchanged"],
+                "failed_count": self.failed_count + counts["failed"],
+                "skipped_count": self.skipped_count + counts["unavailable"],
+                "progress_done": self.progress_done + checked,
+                "heartbeat": now,
+            }
+        )
+
+    # ------------------------------------------------------------
+    # RUN BOOKKEEPING
+    # ------------------------------------------------------------
+
+    @api.model
+    def _running_for(self, config, operation):
+        """The ``running`` rows of ``operation`` on ``config`` whose process
+        is alive (a permit sync's type step counts as the permit sync)."""
+        operations = (
+            ["permits", "permit_types"] if operation == "permits" else [operation]
+        )
+        logs = self.sudo().search(
+            [
+                ("config_id", "in", config.ids),
+                ("operation", "in", operations),
+                ("state", "=", "running"),
+            ]
+        )
+        now = fields.Datetime.now()
+        return logs.filtered(lambda log: log._is_alive(now))
+
+    @api.model
+    def _ensure_not_running(self, config, operation):
+        """Refuse a manual run while the same job runs for ``config``."""
+        running = self._running_for(config, operation)
+        if running:
+            log = running[0]
+            raise UserError(
+                _(
+                    "A %(job)s run of %(name)s is already running (started "
+                    "%(start)s, last progress %(beat)s). Wait for it to end: "
+                    "its progress is in SICANTIK > Sync Logs.",
+                    job=dict(log._fields["operation"]._description_selection(self.env))[
+                        log.operation
+                    ],
+                    name=config.display_name,
+                    start=log.start_date,
+                    beat=log.heartbeat,
+                )
+            )
+
+    @api.model
+    def _resume_run(self, config, operation, log):
+        """The log row of the run to continue, or an empty recordset.
+
+        A ``running`` row of this job whose heartbeat is stale belongs to a
+        killed process: it is closed as interrupted and a new row starts.
+        """
+        Log = self.sudo()
+        now = fields.Datetime.now()
+        orphans = Log.search(
+            [
+                ("config_id", "=", config.id),
+                ("operation", "=", operation),
+                ("state", "=", "running"),
+                ("id", "!=", log.id),
+            ]
+        )
+        orphans.filtered(lambda row: not row._is_alive(now))._close_interrupted()
+        if log and log.state == "running":
+            if log._is_alive(now):
+                return log
+            log._close_interrupted()
+        return Log
+
+    @api.model
+    def _log_failure_separately(self, config, operation, trigger, err, stats=None):
+        """Record a failed run in its own transaction, so that it stays logged
+        although the action raises (and rolls back) to show the error."""
+        with self.env.registry.cursor() as cr:
+            env = api.Environment(cr, self.env.uid, {})(su=True)
+            log = env["sicantik.sync.log"]._start(
+                env["sicantik.config"].browse(config.id), operation, trigger
+            )
+            if stats:
+                log._add_client_stats(stats)
+            log._set_failure(err.failure_type, str(err))
+            log._finish("failed")
+
+    @api.model
+    def _close_internal_error(self, config, operation, log, detail):
+        """Close the running row of ``operation`` (or a new one) after an
+        unexpected error, with the end of the traceback for managers."""
+        log = log or self.sudo()._start(config, operation)
+        log._set_failure("internal", detail[-4000:])
+        log._finish()
 
     def _close_interrupted(self):
         """Close stale ``running`` rows: their process died."""

@@ -4,15 +4,14 @@ import logging
 from markupsafe import Markup, escape
 
 from odoo import _, api, fields, models
-from odoo.exceptions import UserError, ValidationError
+from odoo.exceptions import ValidationError
 
 from ..tools import reminders, whatsapp_gateways
 from ..tools.rate_limiter import RateLimiter, shared_limiter
 from ..tools.whatsapp_exceptions import WhatsappError
+from .access import MANAGER_GROUP, ensure_manager
 
 _logger = logging.getLogger(__name__)
-
-MANAGER_GROUP = "sicantik_connector.sicantik_connector_group_manager"
 
 
 class SicantikWhatsappProvider(models.Model):
@@ -117,7 +116,7 @@ class SicantikWhatsappProvider(models.Model):
 
     def action_open_test_message(self):
         self.ensure_one()
-        self._check_manager()
+        ensure_manager(self.env)
         return {
             "type": "ir.actions.act_window",
             "name": _("Send Test Message"),
@@ -126,10 +125,6 @@ class SicantikWhatsappProvider(models.Model):
             "target": "new",
             "context": {"default_provider_id": self.id},
         }
-
-    def _check_manager(self):
-        if not self.env.user.has_group(MANAGER_GROUP):
-            raise UserError(_("Only SICANTIK managers can use WhatsApp providers."))
 
     # ------------------------------------------------------------
     # SENDING
@@ -221,7 +216,7 @@ class SicantikWhatsappProvider(models.Model):
     def _send_test_message(self, phone, text):
         """Used by the test-message wizard: a translated verdict either way."""
         self.ensure_one()
-        self._check_manager()
+        ensure_manager(self.env)
         try:
             message_id = self._whatsapp_send(phone, text, {"holder": phone})
         except WhatsappError as err:

@@ -10,4 +10,6 @@ from . import test_fault_matrix
 from . import test_i18n
 from . import test_security
 from . import test_concurrency
+from . import test_expiry_rules
+from . import test_migration
 from . import test_sicantik_whatsapp_providers

@@ -10,10 +10,14 @@ from odoo.tools import mute_logger
 
 from odoo.addons.base.models.ir_cron import ir_cron
 
-from ..models.sicantik_config import RUN_LOCK_KEYS
-from ..models.sicantik_permit import SicantikPermit
+from ..models.sicantik_expiry_sync import SicantikExpirySync
+from ..models.sicantik_permit_sync import SicantikPermitSync
 from .common import SicantikSandboxCase
 
+RUN_LOCK_KEYS = {
+    "permits": SicantikPermitSync._job_lock_key,
+    "expiry": SicantikExpirySync._job_lock_key,
+}
 PERMIT_CRON = "sicantik_connector.ir_cron_sync_permits"
 EXPIRY_CRON = "sicantik_connector.ir_cron_sync_expiry_dates"
 
@@ -46,7 +50,7 @@ class TestConcurrency(SicantikSandboxCase):
     # ------------------------------------------------------------------
 
     def test_sync_now_while_the_job_runs_is_refused(self):
-        original = SicantikPermit._upsert_issued_page
+        original = SicantikPermitSync._upsert_page
         presses = []
 
         def upsert_and_press(model, *args, **kwargs):
@@ -63,7 +67,7 @@ class TestConcurrency(SicantikSandboxCase):
             return result
 
         self.config.action_sync_now()
-        with patch.object(SicantikPermit, "_upsert_issued_page", upsert_and_press):
+        with patch.object(SicantikPermitSync, "_upsert_page", upsert_and_press):
             self.run_cron(PERMIT_CRON)
         (message, requests), *others = presses
         self.assertFalse(others)

@@ -70,9 +70,12 @@ def addon_models(env):
 
 
 def addon_actions(env):
-    """(model, method) of every ``action_*`` this addon defines."""
+    """(model, method) of every ``action_*`` this addon defines on a model
+    with records (a mixin's buttons count on the models that inherit it)."""
     found = set()
     for name, model in env.registry.items():
+        if model._abstract:
+            continue
         for cls in model.__mro__:
             if not cls.__module__.startswith(f"odoo.addons.{ADDON}."):
                 continue

@@ -41,11 +41,11 @@ class TestSicantikActions(SicantikSandboxCase):
         self.sandbox.configure(hang_seconds=3)
         cases = [
             # (what to break, words of the message, failure type logged)
-            ("timeout", "did not answer within", "timeout"),
-            ("connection", "could not connect", "connection"),
+            ("timeout", "did not answer in time", "timeout"),
+            ("connection", "could not reach", "connection"),
             ("tls", "certificate", "tls"),
             ("status", "HTTP error 500", "server"),
-            ("unreadable", "cannot be read", "bad_response"),
+            ("unreadable", "cannot read", "bad_response"),
         ]
         for case, words, failure_type in cases:
             with self.subTest(case=case):
@@ -76,6 +76,8 @@ class TestSicantikActions(SicantikSandboxCase):
                 self.assertEqual(log.state, "failed")
                 self.assertEqual(log.failure_type, failure_type)
                 self.assertTrue(log.failure_reason)
+                # One table of reasons: the button says what the log says.
+                self.assertIn(log.failure_reason, message)
                 self.assertTrue(log.sudo().error_detail)
 
     # ------------------------------------------------------------------

@@ -89,7 +89,7 @@ class TestSicantikExpirySync(SicantikSandboxCase):
         self.sandbox.reset_stats()
         tomorrow = fields.Datetime.now() + timedelta(days=1)
         self.assertFalse(
-            self.env["sicantik.permit"]._count_expiry_due(self.config, tomorrow)
+            self.env["sicantik.expiry.sync"]._count_due(self.config, tomorrow)
         )
         with freeze_time(tomorrow, tick=True):
             self.sync_expiry()

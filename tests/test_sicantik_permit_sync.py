@@ -5,7 +5,9 @@ from unittest.mock import patch
 from odoo.tests import tagged
 from odoo.tools import mute_logger
 
-from odoo.addons.sicantik_connector.models.sicantik_permit import SicantikPermit
+from odoo.addons.sicantik_connector.models.sicantik_permit_sync import (
+    SicantikPermitSync,
+)
 
 from .common import SicantikSandboxCase
 
@@ -115,12 +117,11 @@ class TestSicantikPermitSync(SicantikSandboxCase):
         progress = {"done": 0}
         with self.param("sicantik_connector.sync_pages_per_batch", 1):
             config.action_sync_now()
-            config._sync_permits_batch(
-                time.monotonic() + 60, progress
-            )  # types + page 1
+            engine = self.env["sicantik.permit.sync"]
+            engine._job_batch(config, time.monotonic() + 60, progress)  # types + page 1
             self.env.invalidate_all()
             before = self.cr.sql_log_count
-            more = config._sync_permits_batch(time.monotonic() + 60, progress)
+            more = engine._job_batch(config, time.monotonic() + 60, progress)
             self.env.flush_all()
             queries = self.cr.sql_log_count - before
         self.assertTrue(more)
@@ -178,7 +179,7 @@ class TestSicantikPermitSync(SicantikSandboxCase):
         )
 
     def test_killed_run_resumes_without_loss_or_duplicate(self):
-        original = SicantikPermit._upsert_issued_page
+        original = SicantikPermitSync._upsert_page
         calls = []
 
         def upsert_then_die(self_, *args, **kwargs):
@@ -189,7 +190,7 @@ class TestSicantikPermitSync(SicantikSandboxCase):
             return result
 
         self.config.action_sync_now()
-        with patch.object(SicantikPermit, "_upsert_issued_page", upsert_then_die):
+        with patch.object(SicantikPermitSync, "_upsert_page", upsert_then_die):
             killed = False
             try:  # not assertRaises: its savepoint would undo pages 1 and 2
                 self.env.ref(PERMIT_CRON).method_direct_trigger()

@@ -105,6 +105,26 @@ class TestReminderQueue(ReminderCase):
         self.assertEqual(again.unchanged_count, 6)
         self.assertEqual(len(self.notifications(queued.permit_id)), 6)
 
+    def test_queued_stage_follows_the_ladder_rule_for_every_day(self):
+        """The 09:00 SQL chooses the stage; it must agree with the ladder's
+        rule: the most urgent stage reached, none before the ladder or after
+        expiry."""
+        self.config.reminder_stages = "45, 30, 14, 7, 1, 0"
+        stages = self.config._reminder_stages()
+        days_range = range(-2, max(stages) + 3)
+        permits = {days: self.make_permit(days) for days in days_range}
+        self.check_expiring()
+        queued = {
+            n.permit_id: n.stage
+            for n in self.notifications(
+                self.env["sicantik.permit"].concat(*permits.values())
+            )
+        }
+        for days, permit in permits.items():
+            reached = [stage for stage in stages if stage >= days]
+            expected = min(reached) if days >= 0 and reached else None
+            self.assertEqual(queued.get(permit), expected, f"{days} days left")
+
     def test_database_refuses_a_second_row_for_the_same_stage(self):
         permit = self.make_permit(30)
         self.check_expiring()

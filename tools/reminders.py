@@ -46,15 +46,6 @@ def parse_stages(text):
     return tuple(sorted(stages, reverse=True))
 
 
-def due_stage(days_left, stages):
-    """The most urgent stage reached with ``days_left`` days to go, or None
-    (not yet in the ladder, or already expired)."""
-    if days_left is None or days_left < 0:
-        return None
-    reached = [s for s in stages if s >= days_left]
-    return min(reached) if reached else None
-
-
 def unknown_placeholders(template):
     """The ``{names}`` in ``template`` that ``render`` does not know."""
     return sorted(set(_PLACEHOLDER.findall(template or "")) - set(PLACEHOLDERS))

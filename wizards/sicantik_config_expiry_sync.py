@@ -4,7 +4,7 @@ from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import SQL
 
-from ..models.sicantik_config import EXPIRY_CRON
+from ..models.access import ensure_manager
 from ..tools.const import RATE_SAFETY_MARGIN
 
 # Seconds one cekperizinan call takes when nothing is known about the server.
@@ -99,8 +99,8 @@ class SicantikConfigExpirySync(models.TransientModel):
         """Queue the run; the expiry sync job does it in the background."""
         self.ensure_one()
         config = self.config_id
-        config._check_manager()
-        config._ensure_not_running("expiry")
+        ensure_manager(self.env)
+        self.env["sicantik.sync.log"]._ensure_not_running(config, "expiry")
         if self.mode == "limit" and self.limit <= 0:
             raise UserError(_("Enter how many permits to check at most."))
         if self.list_has_expiry:
@@ -133,7 +133,7 @@ class SicantikConfigExpirySync(models.TransientModel):
                 "expiry_run_user_id": self.env.uid,
             }
         )
-        self.env.ref(EXPIRY_CRON).sudo()._trigger()
+        self.env.ref(self.env["sicantik.expiry.sync"]._job_cron).sudo()._trigger()
         message = _(
             "The expiry sync of %(count)s permit(s) runs in the background "
             "(about %(estimate)s). Its progress is in SICANTIK > Sync Logs.",

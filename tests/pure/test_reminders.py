@@ -3,11 +3,9 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from tools.reminders import (
-    DEFAULT_STAGES,
     DEFAULT_TEMPLATE,
     DEFAULT_TEMPLATE_TODAY,
     ReminderConfigError,
-    due_stage,
     format_date,
     in_quiet_hours,
     parse_stages,
@@ -40,33 +38,6 @@ def test_parse_stages_names_the_bad_part(text, bad):
     with pytest.raises(ReminderConfigError) as err:
         parse_stages(text)
     assert err.value.args[0] == bad
-
-
-@pytest.mark.parametrize(
-    "days, stage",
-    [
-        (120, None),  # not in the ladder yet
-        (91, None),
-        (90, 90),
-        (75, 90),
-        (60, 60),
-        (31, 60),
-        (30, 30),
-        (8, 30),
-        (7, 7),
-        (1, 7),
-        (0, 0),
-        (-1, None),  # expired: no reminder
-        (None, None),
-    ],
-)
-def test_due_stage_is_the_most_urgent_reached(days, stage):
-    assert due_stage(days, DEFAULT_STAGES) == stage
-
-
-def test_after_downtime_only_the_most_urgent_missed_stage_is_due():
-    # 90, 60 and 30 were all missed while the server was down: 25 days left.
-    assert due_stage(25, DEFAULT_STAGES) == 30
 
 
 def test_render_fills_placeholders_and_formats_dates_dd_mm_yyyy():

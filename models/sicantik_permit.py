@@ -12,21 +12,11 @@ class SicantikPermit(models.Model):
 
     _name = "sicantik.permit"
     _description = "SICANTIK Permit"
-    _inherit = ["mail.thread"]
+    _inherit = ["mail.thread", "sicantik.connector.record"]
     _order = "id desc"
     _rec_names_search = ["no_surat", "pendaftaran_id", "applicant_name"]
 
     # --- identity (from the permit list)
-    config_id = fields.Many2one(
-        "sicantik.config",
-        string="Connector",
-        required=True,
-        index=True,
-        ondelete="cascade",
-    )
-    company_id = fields.Many2one(
-        related="config_id.company_id", store=True, index=True, readonly=True
-    )
     pendaftaran_id = fields.Char(
         string="Registration ID",
         required=True,

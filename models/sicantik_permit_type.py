@@ -26,6 +26,7 @@ class SicantikPermitType(models.Model):
 
     _name = "sicantik.permit.type"
     _description = "SICANTIK Permit Type"
+    _inherit = ["sicantik.connector.record"]
     _order = "name, id"
 
     # --- identity
@@ -42,16 +43,6 @@ class SicantikPermitType(models.Model):
     group_name = fields.Char(string="Group")
     processing_days = fields.Integer(help="Processing time announced by SICANTIK.")
     active = fields.Boolean(default=True)
-    config_id = fields.Many2one(
-        "sicantik.config",
-        string="Connector",
-        required=True,
-        index=True,
-        ondelete="cascade",
-    )
-    company_id = fields.Many2one(
-        related="config_id.company_id", store=True, index=True, readonly=True
-    )
     permit_ids = fields.One2many("sicantik.permit", "permit_type_id")
 
     # --- statistics (one read_group per batch of types)

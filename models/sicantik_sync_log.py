@@ -96,6 +96,7 @@ class SicantikSyncLog(models.Model):
 
     _name = "sicantik.sync.log"
     _description = "SICANTIK Sync Log"
+    _inherit = ["sicantik.connector.record"]
     _order = "id desc"
 
     # A ``running`` row whose heartbeat is older than this belongs to a process
@@ -103,16 +104,6 @@ class SicantikSyncLog(models.Model):
     STALE_AFTER = timedelta(minutes=10)
 
     # --- what and who
-    config_id = fields.Many2one(
-        "sicantik.config",
-        string="Connector",
-        required=True,
-        index=True,
-        ondelete="cascade",
-    )
-    company_id = fields.Many2one(
-        related="config_id.company_id", store=True, index=True, readonly=True
-    )
     operation = fields.Selection(
         [
             ("test_connection", "Test connection"),

@@ -5,10 +5,12 @@ from odoo.exceptions import AccessError
 MANAGER_GROUP = "sicantik_connector.sicantik_connector_group_manager"
 
 
-def ensure_manager(env):
+def ensure_manager(env, records=None):
     """Refuse, before any remote call or change, a user who is not a
-    SICANTIK manager."""
-    if not env.user.has_group(MANAGER_GROUP):
+    SICANTIK manager, or who may not change ``records`` (the company rules:
+    a button that then works as superuser must not reach another company's
+    connector, permit or provider)."""
+    if not env.su and not env.user.has_group(MANAGER_GROUP):
         raise AccessError(
             env._(
                 "Only a SICANTIK manager can do this: run a sync, test the "
@@ -17,3 +19,5 @@ def ensure_manager(env):
                 "access right."
             )
         )
+    if records:
+        records.check_access("write")

@@ -5,6 +5,10 @@ issues one UPDATE per distinct set of values, so the number of queries of a
 sync page would grow with the page size. These helpers write any number of rows
 with one statement, every value passed as a query parameter (never formatted
 into the SQL text). The caller invalidates the ORM cache afterwards.
+
+A failing statement is not written to the server log: it would carry the
+names, phone numbers and tax numbers of a whole page. The caller reports the
+failure in its own words.
 """
 
 from odoo import fields
@@ -62,7 +66,8 @@ def bulk_insert(model, rows, conflict=None):
             SQL(", ").join(SQL.identifier(c) for c in columns),
             values,
             on_conflict,
-        )
+        ),
+        log_exceptions=False,
     )
     return [row[0] for row in model.env.cr.fetchall()]
 
@@ -113,6 +118,7 @@ def bulk_update(model, rows, keep_null=()):
             assignments,
             values,
             SQL(", ").join(SQL.identifier(n) for n in names),
-        )
+        ),
+        log_exceptions=False,
     )
     return model.env.cr.rowcount

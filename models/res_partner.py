@@ -1,6 +1,7 @@
 from odoo import _, api, fields, models
 
 from ..tools.phone import normalize_phone
+from .access import ensure_manager
 
 # tools.phone statuses -> whatsapp_number_state
 NUMBER_STATES = {
@@ -9,6 +10,17 @@ NUMBER_STATES = {
     "invalid": "invalid",
     "empty": "none",
 }
+# Written by the sync (as superuser) or by SICANTIK managers only: the key a
+# sync adopts a contact by, the checked state of its number, the opt-out.
+SYNC_FIELDS = frozenset(
+    {
+        "sicantik_key",
+        "whatsapp_number_state",
+        "whatsapp_number_note",
+        "whatsapp_number_manual",
+        "whatsapp_opt_out",
+    }
+)
 
 
 class ResPartner(models.Model):
@@ -24,11 +36,17 @@ class ResPartner(models.Model):
         help="Company tax number (NPWP) or registration id the holder was "
         "created from; a sync finds the holder again by it, never by name.",
     )
+    # For SICANTIK users only: reading a contact never needs permit rights.
     sicantik_permit_ids = fields.One2many(
-        "sicantik.permit", "partner_id", string="SICANTIK Permits"
+        "sicantik.permit",
+        "partner_id",
+        string="SICANTIK Permits",
+        groups="sicantik_connector.sicantik_connector_group_user",
     )
     sicantik_permit_count = fields.Integer(
-        string="Permits", compute="_compute_sicantik_permit_count"
+        string="Permits",
+        compute="_compute_sicantik_permit_count",
+        groups="sicantik_connector.sicantik_connector_group_user",
     )
     whatsapp_number = fields.Char(
         string="WhatsApp Number",
@@ -92,21 +110,35 @@ class ResPartner(models.Model):
     @api.model_create_multi
     def create(self, vals_list):
         for vals in vals_list:
+            self._sicantik_check_sync_fields(vals)
             if "whatsapp_number" in vals:
-                if not self.env.context.get("sicantik_sync"):
+                if not self._sicantik_from_sync():
                     vals["whatsapp_number_manual"] = bool(vals["whatsapp_number"])
                 vals.update(self._whatsapp_number_values(vals["whatsapp_number"]))
         return super().create(vals_list)
 
     def write(self, vals):
-        if "whatsapp_number" in vals and "whatsapp_number_state" not in vals:
+        self._sicantik_check_sync_fields(vals)
+        if "whatsapp_number" in vals:
+            # The state always follows the number: a "valid" written beside
+            # it never skips the check.
             vals = dict(vals, **self._whatsapp_number_values(vals["whatsapp_number"]))
-            if not self.env.context.get("sicantik_sync"):
+            if not self._sicantik_from_sync():
                 vals["whatsapp_number_manual"] = bool(vals["whatsapp_number"])
         return super().write(vals)
 
+    def _sicantik_from_sync(self):
+        """A write by the sync: superuser with the sync's context key (a
+        context alone comes from any RPC caller and proves nothing)."""
+        return self.env.su and bool(self.env.context.get("sicantik_sync"))
+
+    def _sicantik_check_sync_fields(self, vals):
+        if SYNC_FIELDS & set(vals) and not self.env.su:
+            ensure_manager(self.env)
+
     def action_view_sicantik_permits(self):
         self.ensure_one()
+        self.check_access("read")
         action = self.env["ir.actions.act_window"]._for_xml_id(
             "sicantik_connector.sicantik_permit_action"
         )

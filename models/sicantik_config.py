@@ -32,6 +32,7 @@ class SicantikConfig(models.Model):
     _description = "SICANTIK Connector Configuration"
     _inherit = ["mail.thread", "sicantik.reminder.settings"]
     _order = "sequence, id"
+    _check_company_auto = True
 
     # --- identity
     name = fields.Char(required=True, tracking=True)
@@ -363,7 +364,7 @@ class SicantikConfig(models.Model):
     def action_test_connection(self):
         """Ask ``jumlahPerizinan`` and report the number of permit types."""
         self.ensure_one()
-        ensure_manager(self.env)
+        ensure_manager(self.env, self)
         config = self.sudo()
         Log = self.env["sicantik.sync.log"]
         started = fields.Datetime.now()
@@ -391,7 +392,7 @@ class SicantikConfig(models.Model):
     def action_sync_now(self):
         """Queue a permit sync (types, then every page) in the background."""
         self.ensure_one()
-        ensure_manager(self.env)
+        ensure_manager(self.env, self)
         self.env["sicantik.sync.log"]._ensure_not_running(self, "permits")
         config = self.sudo().with_context(tracking_disable=True)
         config.write({"sync_requested": True, "sync_requested_by": self.env.uid})
@@ -409,7 +410,7 @@ class SicantikConfig(models.Model):
     def action_test_expiry_sync(self):
         """The two-step expiry sync on 10 permits, inline (about 10 requests)."""
         self.ensure_one()
-        ensure_manager(self.env)
+        ensure_manager(self.env, self)
         self.env["sicantik.sync.log"]._ensure_not_running(self, "expiry")
         ExpirySync = self.env["sicantik.expiry.sync"]
         config = self.sudo()
@@ -441,7 +442,7 @@ class SicantikConfig(models.Model):
 
     def action_open_expiry_sync_wizard(self):
         self.ensure_one()
-        ensure_manager(self.env)
+        ensure_manager(self.env, self)
         return {
             "type": "ir.actions.act_window",
             "name": _("Sync All Expiry Dates"),
@@ -471,8 +472,10 @@ class SicantikConfig(models.Model):
     # ------------------------------------------------------------
 
     def _action_for(self, xmlid):
-        """A window action of ``xmlid`` limited to this connector's records."""
+        """A window action of ``xmlid`` limited to this connector's records
+        (of a connector the user may see: the company rules)."""
         self.ensure_one()
+        self.check_access("read")
         action = self.env["ir.actions.act_window"]._for_xml_id(xmlid)
         action["domain"] = [("config_id", "=", self.id)]
         return action

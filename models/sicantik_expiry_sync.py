@@ -8,6 +8,7 @@ from odoo.tools import SQL
 from ..tools import const, expiry
 from ..tools.sicantik_exceptions import SicantikError
 from .bulk_sql import bulk_update
+from .sicantik_permit_sync import ROW_ERRORS
 
 _logger = logging.getLogger(__name__)
 
@@ -413,10 +414,10 @@ class SicantikExpirySync(models.AbstractModel):
         (404: no data, e.g. a permit without a company) or a record-scope
         ``SicantikError``. Returns ``(counts, changes)``.
         """
-        Permit = self.env["sicantik.permit"].sudo()
         counts = dict.fromkeys(
             ("found", "no_date", "unavailable", "failed", "updated", "unchanged"), 0
         )
+        counts["set_aside"] = []
         changes = []
         updates = {}
         for row, result in results:
@@ -433,13 +434,80 @@ class SicantikExpirySync(models.AbstractModel):
             else:
                 counts["unchanged"] += 1
             updates[row["id"]] = values
-        if updates:
-            Permit.flush_model()
-            bulk_update(Permit, updates, keep_null=DETAIL_COLUMNS)
-            Permit.invalidate_model()
-        answered = [row["id"] for row, result in results if _is_details(result)]
-        Permit.browse(answered)._link_partners()
-        return counts, changes
+        refused = self._write_results(results, updates, now, today, counts)
+        answered = [
+            row["id"]
+            for row, result in results
+            if _is_details(result) and row["id"] not in refused
+        ]
+        self._link_holders(self.env["sicantik.permit"].sudo().browse(answered))
+        return counts, [change for change in changes if change[0] not in refused]
+
+    @api.model
+    def _write_results(self, results, updates, now, today, counts):
+        """One UPDATE for the chunk; when the database refuses a row, row by
+        row: a refused answer is set aside (the permit keeps its stored data,
+        counts as an error and is asked again later). Returns the refused
+        permit ids."""
+        Permit = self.env["sicantik.permit"].sudo()
+        Log = self.env["sicantik.sync.log"]
+        if not updates:
+            return set()
+        Permit.flush_model()
+        refused = set()
+        try:
+            with self.env.cr.savepoint(flush=False):
+                bulk_update(Permit, updates, keep_null=DETAIL_COLUMNS)
+        except ROW_ERRORS:
+            for row, _result in results:
+                try:
+                    with self.env.cr.savepoint(flush=False):
+                        bulk_update(
+                            Permit,
+                            {row["id"]: updates[row["id"]]},
+                            keep_null=DETAIL_COLUMNS,
+                        )
+                except ROW_ERRORS as err:
+                    reason = Log._row_refusal_reason(err)
+                    refused.add(row["id"])
+                    counts["set_aside"].append((row["pendaftaran_id"], reason))
+                    self._count_refused(counts, row, updates[row["id"]])
+                    values = self._result_values(row, ValueError(reason), now, today)
+                    bulk_update(Permit, {row["id"]: values}, keep_null=DETAIL_COLUMNS)
+        Permit.invalidate_model()
+        return refused
+
+    @api.model
+    def _count_refused(self, counts, row, values):
+        """A refused answer counts as an error, not as what it said."""
+        outcome = values["expiry_check_state"]
+        counts["failed" if outcome == "error" else outcome] -= 1
+        counts["failed"] += 1
+        changed = values["expiry_date"] != row["expiry_date"] or values[
+            "expiry_unlimited"
+        ] != bool(row["expiry_unlimited"])
+        counts["updated" if changed else "unchanged"] -= 1
+        counts["unchanged"] += 1
+
+    @api.model
+    def _link_holders(self, permits):
+        """Link the answered permits to their holders; a holder the database
+        refuses leaves its permit unlinked (tried again with its next answer)
+        and never costs the chunk."""
+        try:
+            with self.env.cr.savepoint():
+                permits._link_partners()
+        except ROW_ERRORS:
+            for permit in permits:
+                try:
+                    with self.env.cr.savepoint():
+                        permit._link_partners()
+                except ROW_ERRORS as err:
+                    _logger.warning(
+                        "SICANTIK: holder of permit %s not linked (%s)",
+                        permit.pendaftaran_id,
+                        getattr(err, "pgcode", None) or type(err).__name__,
+                    )
 
     @api.model
     def _result_values(self, row, result, now, today):

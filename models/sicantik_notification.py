@@ -41,17 +41,30 @@ class SicantikNotification(models.Model):
     _inherit = ["sicantik.job.mixin"]
     _order = "id desc"
     _rec_name = "permit_id"
+    _check_company_auto = True
 
     permit_id = fields.Many2one(
-        "sicantik.permit", required=True, index=True, ondelete="cascade"
+        "sicantik.permit",
+        required=True,
+        index=True,
+        ondelete="cascade",
+        check_company=True,
     )
-    partner_id = fields.Many2one("res.partner", string="Holder", index=True)
+    partner_id = fields.Many2one(
+        "res.partner", string="Holder", index=True, check_company=True
+    )
     config_id = fields.Many2one(
         "sicantik.config", string="Connector", required=True, ondelete="cascade"
     )
-    company_id = fields.Many2one("res.company", index=True)
+    # The permit's company (the 09:00 SQL copies it the same way).
+    company_id = fields.Many2one(
+        related="permit_id.company_id", store=True, index=True, readonly=True
+    )
     provider_id = fields.Many2one(
-        "sicantik.whatsapp.provider", string="Provider", ondelete="set null"
+        "sicantik.whatsapp.provider",
+        string="Provider",
+        ondelete="set null",
+        check_company=True,
     )
     stage = fields.Integer(
         string="Days Before Expiry", required=True, help="0: the day of expiry."
@@ -103,7 +116,7 @@ class SicantikNotification(models.Model):
     # ------------------------------------------------------------
 
     def action_retry(self):
-        ensure_manager(self.env)
+        ensure_manager(self.env, self)
         retry = self.filtered(lambda n: n.state in ("failed", "cancelled"))
         if not retry:
             raise UserError(_("Only failed or cancelled reminders can be retried."))
@@ -118,7 +131,7 @@ class SicantikNotification(models.Model):
         self.env.ref(SEND_CRON)._trigger()
 
     def action_cancel(self):
-        ensure_manager(self.env)
+        ensure_manager(self.env, self)
         self.filtered(lambda n: n.state == "queued").write(
             {"state": "cancelled", "failure_reason": _("Cancelled by staff.")}
         )

@@ -15,6 +15,7 @@ class SicantikPermit(models.Model):
     _inherit = ["mail.thread", "sicantik.connector.record"]
     _order = "id desc"
     _rec_names_search = ["no_surat", "pendaftaran_id", "applicant_name"]
+    _check_company_auto = True
 
     # --- identity (from the permit list)
     pendaftaran_id = fields.Char(
@@ -32,6 +33,7 @@ class SicantikPermit(models.Model):
         index=True,
         ondelete="restrict",
         tracking=True,
+        check_company=True,
     )
     permit_type_name = fields.Char(
         string="Type as listed", help="The type name the permit list gave."
@@ -44,6 +46,7 @@ class SicantikPermit(models.Model):
         index="btree_not_null",
         tracking=True,
         ondelete="set null",
+        check_company=True,
         help="The contact reminders go to; linked by a stable key (NPWP or "
         "registration id) once SICANTIK gave the permit's details.",
     )
@@ -205,12 +208,12 @@ class SicantikPermit(models.Model):
     # ------------------------------------------------------------
 
     def action_revoke(self):
-        ensure_manager(self.env)
+        ensure_manager(self.env, self)
         self.write({"status": "revoked"})
         return True
 
     def action_restore(self):
-        ensure_manager(self.env)
+        ensure_manager(self.env, self)
         todays = self._today_by_config()
         for permit in self.filtered(lambda p: p.status == "revoked"):
             state = expiry.state_for(
@@ -223,7 +226,7 @@ class SicantikPermit(models.Model):
 
     def action_check_expiry_now(self):
         """Ask the expiry sync to check these permits at its next run."""
-        ensure_manager(self.env)
+        ensure_manager(self.env, self)
         self.sudo().write(
             {"next_expiry_check": fields.Datetime.now(), "expiry_check_attempts": 0}
         )

@@ -28,6 +28,13 @@ LIST_EXPIRY_COLUMNS = (
     "status",
 )
 STORED_COLUMNS = ("pendaftaran_id", "id", *LIST_COLUMNS, *LIST_EXPIRY_COLUMNS)
+# What a row the database refuses raises: a constraint or driver error, or
+# the driver refusing a value before sending it (a NUL character).
+ROW_ERRORS = (psycopg2.Error, ValueError)
+
+
+def _error_code(err):
+    return getattr(err, "pgcode", None) or type(err).__name__
 
 
 class SicantikPermitSync(models.AbstractModel):
@@ -310,6 +317,7 @@ class SicantikPermitSync(models.AbstractModel):
         ``(id, old_date, new_date)`` expiry changes for the chatter follow-up.
         """
         counts = dict.fromkeys(("created", "updated", "unchanged", "failed"), 0)
+        counts["set_aside"] = []
         if not issued_permits:
             return counts, []
         existing = self._stored_rows(config, [p.pendaftaran_id for p in issued_permits])
@@ -329,10 +337,13 @@ class SicantikPermitSync(models.AbstractModel):
                 counts["unchanged"] += 1
                 continue
             updates[old["id"]] = wanted
-            new_date = wanted["expiry_date"]
-            if with_expiry and old["expiry_date"] and new_date != old["expiry_date"]:
-                changes.append((old["id"], old["expiry_date"], new_date))
-        self._write_page(config, new_rows, updates, counts)
+            if with_expiry and old["expiry_date"]:
+                if wanted["expiry_date"] != old["expiry_date"]:
+                    changes.append(
+                        (old["id"], old["expiry_date"], wanted["expiry_date"])
+                    )
+        keys = {existing[pid]["id"]: pid for pid in existing}
+        self._write_page(config, new_rows, updates, keys, counts)
         return counts, changes
 
     @api.model
@@ -355,9 +366,10 @@ class SicantikPermitSync(models.AbstractModel):
         }
 
     @api.model
-    def _write_page(self, config, new_rows, updates, counts):
+    def _write_page(self, config, new_rows, updates, keys, counts):
         """Insert and update a page's rows in two statements; when one row
-        breaks them, redo the page row by row so the others are kept."""
+        breaks them, redo the page row by row: the others are kept, the bad
+        ones are set aside (and asked for again by the next pass)."""
         Permit = self.env["sicantik.permit"]
         conflict = ("config_id", "pendaftaran_id")
         try:
@@ -367,36 +379,45 @@ class SicantikPermitSync(models.AbstractModel):
             counts["created"] += len(created)
             counts["unchanged"] += len(new_rows) - len(created)
             counts["updated"] += len(updates)
-        except psycopg2.Error as err:
+        except ROW_ERRORS as err:
             _logger.warning(
-                "SICANTIK %s (id %s): page write failed (%s); retrying row by row",
+                "SICANTIK %s (id %s): page write refused (%s); row by row",
                 config.name,
                 config.id,
-                err,
+                _error_code(err),
             )
             for row in new_rows:
-                ok = self._try_write(
+                refused = self._try_write(
                     lambda row=row: bulk_insert(Permit, [row], conflict=conflict)
                 )
-                counts["created" if ok else "failed"] += 1
+                self._count_row(counts, "created", row["pendaftaran_id"], refused)
             for record_id, vals in updates.items():
-                ok = self._try_write(
+                refused = self._try_write(
                     lambda record_id=record_id, vals=vals: bulk_update(
                         Permit, {record_id: vals}
                     )
                 )
-                counts["updated" if ok else "failed"] += 1
+                self._count_row(counts, "updated", keys[record_id], refused)
         Permit.invalidate_model()
 
     @api.model
+    def _count_row(self, counts, done, pendaftaran_id, refused):
+        if refused is None:
+            counts[done] += 1
+            return
+        counts["failed"] += 1
+        counts["set_aside"].append((pendaftaran_id, refused))
+
+    @api.model
     def _try_write(self, write):
+        """Run ``write`` in a savepoint; None when it worked, else the reason
+        in staff words (never the values: they are personal data)."""
         try:
             with self.env.cr.savepoint(flush=False):
                 write()
-            return True
-        except psycopg2.Error as err:
-            _logger.warning("SICANTIK: a permit row was skipped: %s", err)
-            return False
+            return None
+        except ROW_ERRORS as err:
+            return self.env["sicantik.sync.log"]._row_refusal_reason(err)
 
     @api.model
     def _prepare_permit_values(self, config, issued, type_map, now, today):

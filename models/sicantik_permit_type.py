@@ -125,6 +125,7 @@ class SicantikPermitType(models.Model):
         """The type's permits; a stat button names a filter of the permit
         search view in the ``sicantik_permit_filter`` context key."""
         self.ensure_one()
+        self.check_access("read")
         action = self.env["ir.actions.act_window"]._for_xml_id(
             "sicantik_connector.sicantik_permit_action"
         )

@@ -24,6 +24,7 @@ class SicantikReminderSettings(models.AbstractModel):
             raise_if_not_found=False,
         ),
         ondelete="restrict",
+        check_company=True,
         help="The gateway reminders of this connector's permits go through.",
     )
     reminder_stages = fields.Char(
@@ -117,6 +118,7 @@ class SicantikReminderSettings(models.AbstractModel):
 
     def action_view_notifications(self):
         self.ensure_one()
+        self.check_access("read")
         action = self.env["ir.actions.act_window"]._for_xml_id(
             "sicantik_connector.sicantik_notification_action"
         )

@@ -85,6 +85,10 @@ FAILURE_TYPE_SELECTION = [
 ]
 
 
+# Lines of the "set aside" list one run keeps.
+SET_ASIDE_MAX_LINES = 200
+
+
 class SicantikSyncLog(models.Model):
     """One run of one job of a connector: what it did, how fast, how it ended.
 
@@ -194,6 +198,12 @@ class SicantikSyncLog(models.Model):
 
     # --- outcome
     message = fields.Text(string="Summary")
+    set_aside = fields.Text(
+        string="Set Aside",
+        help="Permits (registration ids) the database could not store, and "
+        "why. The rest of their page was stored; they are tried again by the "
+        "next pass.",
+    )
     failure_type = fields.Selection(FAILURE_TYPE_SELECTION)
     failure_reason = fields.Text(string="What happened")
     error_detail = fields.Text(
@@ -363,6 +373,7 @@ class SicantikSyncLog(models.Model):
         self.ensure_one()
         self.write(
             {
+                **self._set_aside_values(counts.get("set_aside")),
                 "fetched_count": self.fetched_count + len(page.permits),
                 "created_count": self.created_count + counts["created"],
                 "updated_count": self.updated_count + counts["updated"],
@@ -380,6 +391,7 @@ class SicantikSyncLog(models.Model):
         self.ensure_one()
         self.write(
             {
+                **self._set_aside_values(counts.get("set_aside")),
                 "fetched_count": self.fetched_count
                 + counts["found"]
                 + counts["no_date"],
@@ -391,6 +403,34 @@ class SicantikSyncLog(models.Model):
                 "heartbeat": now,
             }
         )
+
+    def _set_aside_values(self, set_aside):
+        """The ``set_aside`` text with ``(registration id, reason)`` lines
+        added; capped, so a run of bad pages cannot grow the row for ever."""
+        if not set_aside:
+            return {}
+        lines = (self.set_aside or "").splitlines()
+        lines += [f"{pid}: {reason}" for pid, reason in set_aside]
+        if len(lines) > SET_ASIDE_MAX_LINES:
+            more = len(lines) - SET_ASIDE_MAX_LINES + 1
+            lines = lines[: SET_ASIDE_MAX_LINES - 1] + [
+                _("… and %(count)s more.", count=more)
+            ]
+        return {"set_aside": "\n".join(lines)}
+
+    @api.model
+    def _row_refusal_reason(self, err):
+        """Why the database refused one permit's row, in staff words."""
+        code = getattr(err, "pgcode", None)
+        if isinstance(err, ValueError):
+            return _("a value holds a character the database cannot store")
+        if code == "22001":
+            return _("a value is longer than its field allows")
+        if code == "54000":
+            return _("a value is too long to be searched by")
+        if code and code.startswith("23"):
+            return _("the row breaks a rule of the database (%(code)s)", code=code)
+        return _("the database refused the row (%(code)s)", code=code or "-")
 
     # ------------------------------------------------------------
     # RUN BOOKKEEPING

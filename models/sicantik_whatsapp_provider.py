@@ -116,7 +116,7 @@ class SicantikWhatsappProvider(models.Model):
 
     def action_open_test_message(self):
         self.ensure_one()
-        ensure_manager(self.env)
+        ensure_manager(self.env, self)
         return {
             "type": "ir.actions.act_window",
             "name": _("Send Test Message"),
@@ -216,7 +216,7 @@ class SicantikWhatsappProvider(models.Model):
     def _send_test_message(self, phone, text):
         """Used by the test-message wizard: a translated verdict either way."""
         self.ensure_one()
-        ensure_manager(self.env)
+        ensure_manager(self.env, self)
         try:
             message_id = self._whatsapp_send(phone, text, {"holder": phone})
         except WhatsappError as err:

@@ -99,7 +99,7 @@ class SicantikConfigExpirySync(models.TransientModel):
         """Queue the run; the expiry sync job does it in the background."""
         self.ensure_one()
         config = self.config_id
-        ensure_manager(self.env)
+        ensure_manager(self.env, config)
         self.env["sicantik.sync.log"]._ensure_not_running(config, "expiry")
         if self.mode == "limit" and self.limit <= 0:
             raise UserError(_("Enter how many permits to check at most."))

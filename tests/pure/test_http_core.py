@@ -17,6 +17,8 @@ from tools import http_core
 from tools.http_core import BodyError, BoundedBody, parse_retry_after
 from tools.sicantik_api import SicantikApi
 from tools.sicantik_exceptions import SicantikTimeout
+from tools.whatsapp_exceptions import WhatsappUnknownOutcome
+from tools.whatsapp_gateways import FonnteGateway
 
 TRICKLE = [(0.05, b"x")] * 200  # 10 s for the whole body, a byte per 50 ms
 
@@ -169,7 +171,7 @@ def test_a_body_shorter_than_its_content_length_is_truncated(server):
 
 
 # --------------------------------------------------------------------------
-# The SICANTIK client reads through it
+# Both clients read through it
 # --------------------------------------------------------------------------
 def test_sicantik_client_gives_up_on_a_trickling_server_at_its_deadline(server):
     head = "HTTP/1.1 200 OK\r\nContent-Type: application/json"
@@ -191,8 +193,19 @@ def test_sicantik_client_gives_up_on_a_trickling_server_at_its_deadline(server):
     assert api.stats.as_dict()["by_status"]["2xx"] == 2
 
 
+def test_whatsapp_send_to_a_trickling_gateway_is_an_unknown_outcome(server):
+    server.answer("HTTP/1.1 200 OK\r\nContent-Type: application/json", TRICKLE)
+    gateway = FonnteGateway("token-1234", base_url=server.url, deadline=0.3)
+    started = time.monotonic()
+    with gateway, pytest.raises(WhatsappUnknownOutcome) as info:
+        gateway.send("+6281234567890", "Yth. Budi")
+    assert time.monotonic() - started < 1.5
+    assert info.value.retryable is False  # the gateway may have taken it
+
+
 def test_deadline_defaults_to_connect_plus_twice_read_and_is_checked():
     assert SicantikApi("https://x.test/api", timeout=(5, 30)).deadline == 65
+    assert FonnteGateway("token-1234", timeout=(1, 2)).deadline == 5
     assert http_core.attempt_deadline((1.0, 2.0), 7) == 7.0
     for bad in (0, -1, float("inf"), float("nan"), "10", True):
         with pytest.raises(ValueError):
@@ -243,7 +256,7 @@ def test_timeouts():
 
 
 # --------------------------------------------------------------------------
-# Retry-After (moved here from the client's tests)
+# Retry-After (moved here from both clients' tests)
 # --------------------------------------------------------------------------
 def test_parse_retry_after():
     now = datetime(2025, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -256,3 +269,13 @@ def test_parse_retry_after():
     assert parse_retry_after(earlier, now=now) == 0.0
     for junk in (None, "", "soon", "-5", "Fri, 99 Foo 2025"):
         assert parse_retry_after(junk, now=now) is None
+
+
+def test_parse_retry_after_http_dates():
+    now = datetime(2025, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+    assert parse_retry_after("Wed, 01 Jan 2025 12:00:30 GMT", now=now) == 30.0
+    assert parse_retry_after("Wed, 01 Jan 2025 11:00:00 GMT", now=now) == 0.0
+    # a date without a zone is read as UTC
+    assert parse_retry_after("Wed, 01 Jan 2025 12:01:00 -0000", now=now) == 60.0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None

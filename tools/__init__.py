@@ -6,7 +6,8 @@ package) does not load ``requests`` or ``lxml`` until a client is used.
 
 _EXPORTS = {
     "SicantikApi": ".sicantik_api",
-    "parse_retry_after": ".sicantik_api",
+    "parse_retry_after": ".http_core",
+    "ApiError": ".api_errors",
     "RateLimiter": ".rate_limiter",
     "ClientStats": ".stats",
     "Page": ".records",

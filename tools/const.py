@@ -60,8 +60,6 @@ NO_DATA_MARKER = "Tidak ada data"
 # 404 + this text = the method does not exist (wrong base URL or endpoint).
 UNKNOWN_METHOD_MARKER = "Unknown method"
 
-# Statuses retried with backoff (transient server trouble).
-RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
 # Statuses whose Retry-After header is honoured.
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 # Statuses that mean "you may not": configuration, not data.

@@ -14,11 +14,15 @@ Every failure the client reports is a :class:`SicantikError` carrying:
 * ``key``: set by ``SicantikApi.fetch_permit_details`` to the caller's key of the
   item whose failure stopped the run.
 
-Messages are plain English and never contain query strings or anything secret;
-the endpoint name is the only part of a URL they mention.
+The attributes shared with the WhatsApp clients come from
+:class:`~.api_errors.ApiError`. Messages are plain English and never contain
+query strings or anything secret; the endpoint name is the only part of a URL
+they mention.
 """
 
+from .api_errors import ApiError
 from .const import (
+    EP_PERMIT_DETAILS,
     FAILURE_TYPES,
     FT_BAD_REQUEST,
     FT_BAD_RESPONSE,
@@ -36,38 +40,18 @@ from .const import (
 )
 
 
-class SicantikError(Exception):
+class SicantikError(ApiError):
     """Base class of every error raised by the SICANTIK client."""
 
+    failure_types = FAILURE_TYPES
+    scopes = SCOPES
     default_failure_type = FT_BAD_RESPONSE
     default_retryable = False
     default_scope = SCOPE_SYSTEM
 
-    def __init__(
-        self,
-        message,
-        *,
-        failure_type=None,
-        retryable=None,
-        scope=None,
-        status=None,
-        endpoint=None,
-        retry_after=None,
-    ):
-        super().__init__(message)
-        failure_type = failure_type or self.default_failure_type
-        scope = scope or self.default_scope
-        if failure_type not in FAILURE_TYPES:
-            raise ValueError(f"unknown failure_type {failure_type!r}")
-        if scope not in SCOPES:
-            raise ValueError(f"unknown scope {scope!r}")
-        self.message = message
-        self.failure_type = failure_type
-        self.retryable = self.default_retryable if retryable is None else retryable
-        self.scope = scope
-        self.status = status
+    def __init__(self, message, *, endpoint=None, **kwargs):
+        super().__init__(message, **kwargs)
         self.endpoint = endpoint
-        self.retry_after = retry_after
         self.attempts = 1
         self.key = None
 
@@ -75,13 +59,6 @@ class SicantikError(Exception):
         if self.attempts > 1:
             return f"{self.message} (after {self.attempts} attempts)"
         return self.message
-
-    def __repr__(self):
-        return (
-            f"{type(self).__name__}({self.message!r}, "
-            f"failure_type={self.failure_type!r}, retryable={self.retryable!r}, "
-            f"scope={self.scope!r})"
-        )
 
 
 class SicantikConfigError(SicantikError):
@@ -165,3 +142,13 @@ class SicantikDataError(SicantikError):
 
     default_failure_type = FT_DATA
     default_scope = SCOPE_RECORD
+
+    @classmethod
+    def no_letter_number(cls):
+        """A permit without ``no_surat``: never asked (the server would
+        answer with every permit that has no number)."""
+        return cls(
+            "the permit has no letter number (no_surat); cekperizinan is not "
+            "asked with an empty value",
+            endpoint=EP_PERMIT_DETAILS,
+        )

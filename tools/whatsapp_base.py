@@ -6,11 +6,11 @@
         result = gateway.send("+6281234567890", text, template, params)
 
 :class:`HttpGateway` owns the HTTP side for the clients of ``whatsapp_meta``,
-``whatsapp_fonnte``, ``whatsapp_waha`` and ``whatsapp_webhook``: a
-``requests.Session`` with (connect, read) timeouts, TLS verification, no
-redirects, no transport retries, a ``User-Agent`` naming the addon, bounded
-answers, and the mapping of transport failures and HTTP statuses to
-:class:`~.whatsapp_exceptions.WhatsappError`.
+``whatsapp_fonnte``, ``whatsapp_waha`` and ``whatsapp_webhook``. On the
+shared ``http_core`` (pooled session, (connect, read) timeouts, TLS
+verification, no redirects, no transport retries, a ``User-Agent`` naming the
+addon, answers read under a size cap and a deadline) it maps transport
+failures and HTTP statuses to :class:`~.whatsapp_exceptions.WhatsappError`.
 
 Sending is never retried here: a retry is the caller's decision, taken from
 the failure type. A read timeout, or a connection dropped after the request
@@ -24,20 +24,17 @@ Secrets (tokens, API keys, webhook header values and URL) are registered with
 carry a masked phone number and never a credential.
 """
 
-import email.utils
 import json
 import logging
 import re
-from datetime import datetime, timezone
-from http.cookiejar import DefaultCookiePolicy
+import time
 from typing import NamedTuple
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import requests
-import urllib3.exceptions
-from requests.adapters import HTTPAdapter
 
-from .const import USER_AGENT
+from . import http_core
+from .http_core import parse_retry_after
 from .whatsapp_exceptions import (
     WhatsappConfigError,
     WhatsappError,
@@ -51,6 +48,7 @@ from .whatsapp_exceptions import (
 _logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = (5.0, 20.0)  # (connect, read) seconds
+# The deadline of one request defaults to connect + 2 * read (http_core).
 MAX_ANSWER_BYTES = 256 * 1024  # a send answer is a few hundred bytes
 MAX_REMOTE_TEXT = 200  # characters of a gateway's error text we repeat
 
@@ -80,22 +78,6 @@ class _Answer(NamedTuple):
 # --------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------
-def parse_retry_after(value, *, now=None):
-    """Seconds from a ``Retry-After`` header (seconds or HTTP date), or None."""
-    value = str(value or "").strip()
-    if not value:
-        return None
-    if re.fullmatch(r"\d+(?:\.\d+)?", value):
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
-
-
 def mask_phone(e164):
     """``+6281234567890`` -> ``+62812*****890``: enough to tell numbers apart
     in a log, without writing a holder's full number there."""
@@ -118,32 +100,6 @@ def e164_digits(to):
             f"phone number (+62…)"
         )
     return match[1]
-
-
-def _innermost(error):
-    """The root cause inside requests/urllib3 wrappers."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        reason = getattr(error, "reason", None)
-        if isinstance(error, urllib3.exceptions.MaxRetryError) and reason:
-            error = reason
-        elif error.args and isinstance(error.args[0], BaseException):
-            error = error.args[0]
-        else:
-            break
-    return error
-
-
-def _never_connected(error):
-    """Whether a connection error happened before the request went out."""
-    root = _innermost(error)
-    return isinstance(
-        root,
-        urllib3.exceptions.NewConnectionError
-        | urllib3.exceptions.ConnectTimeoutError
-        | ConnectionRefusedError,
-    ) or isinstance(error, requests.exceptions.ProxyError)
 
 
 # --------------------------------------------------------------------------
@@ -225,12 +181,26 @@ class HttpGateway(WhatsappGateway):
     # never appears anywhere, not even in a chained exception.
     _secret_url = False
 
-    def __init__(self, base_url, *, timeout=DEFAULT_TIMEOUT, limiter=None, logger=None):
+    def __init__(
+        self,
+        base_url,
+        *,
+        timeout=DEFAULT_TIMEOUT,
+        deadline=None,
+        limiter=None,
+        logger=None,
+    ):
         super().__init__(limiter=limiter, logger=logger)
         self.base_url, self.host = self._check_url(base_url)
-        self.timeout = self._check_timeout(timeout)
+        try:
+            self.timeout = http_core.check_timeout(timeout)
+            self.deadline = http_core.attempt_deadline(self.timeout, deadline)
+        except ValueError as e:
+            raise self._config_error(str(e)) from None
         self._secrets = ()
-        self._session = self._make_session()
+        self._session = http_core.make_session(
+            accept="application/json", pool_maxsize=2
+        )
         self._closed = False
 
     # -- configuration --------------------------------------------------
@@ -238,37 +208,13 @@ class HttpGateway(WhatsappGateway):
         return WhatsappConfigError(f"{self.label}: {text}")
 
     def _check_url(self, url):
-        if not isinstance(url, str) or not url.strip():
-            raise self._config_error("no URL is set")
         try:
-            parts = urlsplit(url.strip())
-            _port = parts.port  # ValueError on a bad port
-        except ValueError:
-            # the library's message would repeat the URL, which may be secret
-            raise self._config_error("the URL is not valid") from None
-        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-            raise self._config_error("the URL must start with http:// or https://")
-        if "@" in parts.netloc:
-            raise self._config_error("the URL must not contain a user or password")
-        if parts.fragment:
-            raise self._config_error("the URL must not contain a fragment")
-        if parts.query and not self._secret_url:
-            raise self._config_error("the URL must not contain a query string")
-        path = parts.path.rstrip("/") if not self._secret_url else parts.path
-        clean = urlunsplit((parts.scheme.lower(), parts.netloc, path, parts.query, ""))
-        return clean, parts.netloc
-
-    def _check_timeout(self, timeout):
-        values = timeout if isinstance(timeout, tuple | list) else (timeout, timeout)
-        try:
-            connect, read = (float(v) for v in values)
-        except (TypeError, ValueError):
-            raise self._config_error(
-                "the timeout must be seconds or a (connect, read) pair"
-            ) from None
-        if not (connect > 0 and read > 0):
-            raise self._config_error("timeouts must be positive")
-        return connect, read
+            return http_core.check_base_url(
+                url, keep_query=self._secret_url, keep_path=self._secret_url
+            )
+        except http_core.UrlProblem as e:
+            # never the library's words: they could repeat a secret URL
+            raise self._config_error(f"the URL {e}") from None
 
     def _require(self, value, what):
         if not isinstance(value, str) or not value.strip():
@@ -301,18 +247,6 @@ class HttpGateway(WhatsappGateway):
         if len(text) > MAX_REMOTE_TEXT:
             text = text[: MAX_REMOTE_TEXT - 1] + "…"
         return text
-
-    def _make_session(self):
-        session = requests.Session()
-        session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
-        session.verify = True
-        # gateways are stateless: no cookie ever travels from one send to another
-        session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-        # no transport-level retry: a resend is the caller's decision
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=2, max_retries=0)
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        return session
 
     def close(self):
         if not self._closed:
@@ -347,25 +281,26 @@ class HttpGateway(WhatsappGateway):
         """
         if self._closed:
             raise RuntimeError(f"{type(self).__name__} is closed")
+        deadline = time.monotonic() + self.deadline
         try:
-            response = self._session.request(
+            request, send_kwargs = http_core.prepare(
+                self._session,
                 method,
                 self._url(path),
-                json=json_body,
-                data=form,
-                params=params,
-                headers=headers,
                 timeout=self.timeout,
-                allow_redirects=False,
-                stream=True,
+                params=params,
+                json_body=json_body,
+                data=form,
+                headers=headers,
             )
+            response = self._session.send(request, **send_kwargs)
         except requests.RequestException as e:
             error = self._transport_error(e, sends_message)
             # requests' own message names the URL path: keep it out of any
             # traceback when the URL is a secret
             raise error from (None if self._secret_url else e)
         with response:
-            raw, readable = self._read_body(response)
+            raw, readable = self._read_body(response, deadline)
         status = response.status_code
         if 300 <= status < 400:
             raise self._config_error(
@@ -379,41 +314,40 @@ class HttpGateway(WhatsappGateway):
             payload = None
         return _Answer(status, dict(response.headers), payload, text, readable)
 
-    @staticmethod
-    def _read_body(response):
-        chunks, size = [], 0
+    def _read_body(self, response, deadline):
+        """``(body, readable)``: a body that cannot be read in full (too large,
+        cut, too slow, unknown encoding) is kept as far as it came."""
+        sink = None
         try:
-            for chunk in response.iter_content(16 * 1024):
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > MAX_ANSWER_BYTES:
-                    return b"".join(chunks)[:MAX_ANSWER_BYTES], False
-        except (requests.RequestException, OSError):
-            return b"".join(chunks), False
-        return b"".join(chunks), True
+            sink = http_core.BoundedBody(
+                MAX_ANSWER_BYTES, response.headers.get("Content-Encoding")
+            )
+            body = http_core.read_body(
+                response, sink, deadline=deadline, read_timeout=self.timeout[1]
+            )
+        except http_core.BodyError:
+            return (sink.received() if sink is not None else b""), False
+        return body, True
 
     def _transport_error(self, error, sends_message):
         """Map a ``requests`` exception raised before any answer."""
-        exc = requests.exceptions
+        family = http_core.transport_failure(error)
         where = f"{self.label} ({self.host})"
-        if isinstance(error, exc.SSLError):
+        if family == http_core.TF_TLS:
             return WhatsappConfigError(
                 f"secure connection to {where} failed; check its certificate"
             )
-        if isinstance(error, exc.ConnectTimeout):
+        if family == http_core.TF_CONNECT_TIMEOUT:
             return WhatsappRetryableError(
                 f"connecting to {where} timed out after {self.timeout[0]:g} s"
             )
-        if isinstance(
-            error,
-            exc.InvalidURL | exc.InvalidSchema | exc.MissingSchema | exc.InvalidHeader,
-        ):
+        if family == http_core.TF_BAD_REQUEST:
             return self._config_error("the request could not be built; check the URL")
-        if isinstance(error, exc.ConnectionError) and _never_connected(error):
+        if family == http_core.TF_NOT_CONNECTED:
             return WhatsappRetryableError(f"cannot connect to {where}")
         if not sends_message:
             return WhatsappRetryableError(f"{where} did not answer")
-        if isinstance(error, exc.ReadTimeout):
+        if family == http_core.TF_READ_TIMEOUT:
             return WhatsappUnknownOutcome(
                 f"{where} did not answer within {self.timeout[1]:g} s; "
                 f"the message may have been sent"

@@ -32,7 +32,12 @@ Messages are plain English, name the gateway and its host, and never contain
 tokens, API keys, header values or URL paths and queries (a webhook URL may
 carry a secret): the clients redact every configured secret before building
 one.
+
+The attributes shared with the SICANTIK client come from
+:class:`~.api_errors.ApiError`.
 """
+
+from .api_errors import ApiError
 
 FT_RETRYABLE = "retryable"
 FT_RATE_LIMITED = "rate_limited"
@@ -55,49 +60,20 @@ SCOPE_PROVIDER = "provider"
 SCOPES = (SCOPE_MESSAGE, SCOPE_PROVIDER)
 
 
-class WhatsappError(Exception):
+class WhatsappError(ApiError):
     """Base class of every error raised by a WhatsApp gateway client."""
 
+    failure_types = FAILURE_TYPES
+    scopes = SCOPES
     default_failure_type = FT_PERMANENT
     default_scope = SCOPE_MESSAGE
 
-    def __init__(
-        self,
-        message,
-        *,
-        failure_type=None,
-        retryable=None,
-        retry_after=None,
-        scope=None,
-        status=None,
-        error_code=None,
-    ):
-        super().__init__(message)
-        failure_type = failure_type or self.default_failure_type
-        scope = scope or self.default_scope
-        if failure_type not in FAILURE_TYPES:
-            raise ValueError(f"unknown failure_type {failure_type!r}")
-        if scope not in SCOPES:
-            raise ValueError(f"unknown scope {scope!r}")
-        self.message = message
-        self.failure_type = failure_type
-        self.retryable = (
-            failure_type in RETRYABLE_FAILURE_TYPES if retryable is None else retryable
-        )
-        self.retry_after = retry_after
-        self.scope = scope
-        self.status = status
+    def __init__(self, message, *, error_code=None, **kwargs):
+        super().__init__(message, **kwargs)
         self.error_code = error_code
 
-    def __str__(self):
-        return self.message
-
-    def __repr__(self):
-        return (
-            f"{type(self).__name__}({self.message!r}, "
-            f"failure_type={self.failure_type!r}, retryable={self.retryable!r}, "
-            f"retry_after={self.retry_after!r})"
-        )
+    def _default_retryable(self, failure_type):
+        return failure_type in RETRYABLE_FAILURE_TYPES
 
 
 class WhatsappConfigError(WhatsappError):

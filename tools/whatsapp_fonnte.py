@@ -50,11 +50,16 @@ class FonnteGateway(HttpGateway):
         base_url=None,
         *,
         timeout=DEFAULT_TIMEOUT,
+        deadline=None,
         limiter=None,
         logger=None,
     ):
         super().__init__(
-            base_url or FONNTE_BASE_URL, timeout=timeout, limiter=limiter, logger=logger
+            base_url or FONNTE_BASE_URL,
+            timeout=timeout,
+            deadline=deadline,
+            limiter=limiter,
+            logger=logger,
         )
         self._token = self._require(token, "device token")
         self._add_secrets(self._token)

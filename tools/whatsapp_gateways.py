@@ -37,7 +37,6 @@ from .whatsapp_base import (
     WhatsappGateway,
     e164_digits,
     mask_phone,
-    parse_retry_after,
 )
 from .whatsapp_fonnte import FonnteGateway
 from .whatsapp_meta import MetaCloudGateway
@@ -46,7 +45,6 @@ from .whatsapp_webhook import WebhookGateway
 
 __all__ = [
     "DEFAULT_TIMEOUT",
-    "GATEWAYS",
     "FonnteGateway",
     "HttpGateway",
     "LogOnlyGateway",
@@ -57,7 +55,6 @@ __all__ = [
     "WhatsappGateway",
     "e164_digits",
     "mask_phone",
-    "parse_retry_after",
 ]
 
 
@@ -71,16 +68,3 @@ class LogOnlyGateway(WhatsappGateway):
         e164_digits(to)  # same verdict on a bad number as a real gateway
         self._log.info("WhatsApp (log only) to %s: %s", to, text)
         return SendResult(f"log-{uuid.uuid4().hex[:12]}", "logged")
-
-
-# provider type (as in the provider model's selection) -> client class
-GATEWAYS = {
-    gateway.provider: gateway
-    for gateway in (
-        LogOnlyGateway,
-        MetaCloudGateway,
-        FonnteGateway,
-        WahaGateway,
-        WebhookGateway,
-    )
-}

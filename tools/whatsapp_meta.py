@@ -6,12 +6,8 @@
 
 import re
 
-from .whatsapp_base import (
-    DEFAULT_TIMEOUT,
-    HttpGateway,
-    SendResult,
-    parse_retry_after,
-)
+from .http_core import parse_retry_after
+from .whatsapp_base import DEFAULT_TIMEOUT, HttpGateway, SendResult
 from .whatsapp_exceptions import (
     SCOPE_MESSAGE,
     WhatsappConfigError,
@@ -74,11 +70,16 @@ class MetaCloudGateway(HttpGateway):
         base_url=None,
         *,
         timeout=DEFAULT_TIMEOUT,
+        deadline=None,
         limiter=None,
         logger=None,
     ):
         super().__init__(
-            base_url or META_BASE_URL, timeout=timeout, limiter=limiter, logger=logger
+            base_url or META_BASE_URL,
+            timeout=timeout,
+            deadline=deadline,
+            limiter=limiter,
+            logger=logger,
         )
         self._token = self._require(token, "access token")
         self._add_secrets(self._token)

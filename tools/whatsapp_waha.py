@@ -30,10 +30,17 @@ class WahaGateway(HttpGateway):
         *,
         check_number=True,
         timeout=DEFAULT_TIMEOUT,
+        deadline=None,
         limiter=None,
         logger=None,
     ):
-        super().__init__(base_url, timeout=timeout, limiter=limiter, logger=logger)
+        super().__init__(
+            base_url,
+            timeout=timeout,
+            deadline=deadline,
+            limiter=limiter,
+            logger=logger,
+        )
         self._api_key = (api_key or "").strip() or None
         self._add_secrets(self._api_key)
         self.session = (session or "").strip() or WAHA_DEFAULT_SESSION

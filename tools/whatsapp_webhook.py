@@ -61,10 +61,17 @@ class WebhookGateway(HttpGateway):
         headers=None,
         *,
         timeout=DEFAULT_TIMEOUT,
+        deadline=None,
         limiter=None,
         logger=None,
     ):
-        super().__init__(url, timeout=timeout, limiter=limiter, logger=logger)
+        super().__init__(
+            url,
+            timeout=timeout,
+            deadline=deadline,
+            limiter=limiter,
+            logger=logger,
+        )
         self._headers = self._check_headers(headers or {})
         # header values, the URL's path and query, and the parts of them
         # long enough to be tokens

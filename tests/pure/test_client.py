@@ -8,8 +8,6 @@ the sandbox never gives (redirects, access denied, odd statuses).
 import io
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
-from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ import urllib3
 from requests.adapters import BaseAdapter, HTTPAdapter
 
 from tools import const
-from tools.sicantik_api import SicantikApi, _scrub, parse_retry_after
+from tools.sicantik_api import SicantikApi
 from tools.sicantik_exceptions import (
     SicantikBadRequest,
     SicantikConfigError,
@@ -28,6 +26,7 @@ from tools.sicantik_exceptions import (
     SicantikServerError,
     SicantikTimeout,
 )
+from tools.sicantik_transport import scrub
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -191,26 +190,13 @@ def test_exception_defaults_and_validation():
         SicantikError("x", scope="galaxy")
 
 
-def test_parse_retry_after():
-    now = datetime(2025, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
-    assert parse_retry_after("120") == 120.0
-    assert parse_retry_after(" 2 ") == 2.0
-    assert parse_retry_after("0") == 0.0
-    later = format_datetime(now + timedelta(seconds=90), usegmt=True)
-    assert parse_retry_after(later, now=now) == pytest.approx(90)
-    earlier = format_datetime(now - timedelta(seconds=90), usegmt=True)
-    assert parse_retry_after(earlier, now=now) == 0.0
-    for junk in (None, "", "soon", "-5", "Fri, 99 Foo 2025"):
-        assert parse_retry_after(junk, now=now) is None
-
-
 def test_scrub_removes_query_strings_and_object_addresses():
     text = (
         "HTTPSConnectionPool(host='x', port=443): Max retries exceeded with url: "
         "/backoffice/api/cekperizinan?no_izin=NTAz&format=json (Caused by "
         "<urllib3.connection.HTTPSConnection object at 0x7f00>: Failed)"
     )
-    scrubbed = _scrub(text, limit=500)
+    scrubbed = scrub(text, limit=500)
     assert "no_izin" not in scrubbed and "NTAz" not in scrubbed
     assert "object at" not in scrubbed
 

@@ -16,7 +16,8 @@ import pytest
 import requests
 
 from sandbox import KNOB_DEFAULTS, Dataset, SandboxServer
-from tools.decoders import decode_payload, normalise_issued_rows
+from tools.decoders import decode_payload
+from tools.normalise import normalise_issued_rows
 from tools.sicantik_api import SicantikApi
 from tools.sicantik_exceptions import (
     SicantikBadRequest,

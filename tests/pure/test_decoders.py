@@ -12,7 +12,6 @@ from lxml import etree
 from tools import decoders
 from tools.decoders import (
     BoundedBody,
-    clean_name,
     decode_json,
     decode_payload,
     decode_xml,
@@ -20,6 +19,9 @@ from tools.decoders import (
     error_text,
     expect_rows,
     html_entities_to_xml,
+)
+from tools.normalise import (
+    clean_name,
     normalise_issued_rows,
     normalise_permit_types,
     parse_date,

@@ -1,0 +1,67 @@
+"""The error base of every remote-API client of the addon (standard library only).
+
+``SicantikError`` and ``WhatsappError`` derive from :class:`ApiError`, so a
+caller can read any client failure the same way:
+
+* ``failure_type``: what failed, in the words of the client's family;
+* ``retryable``: whether trying again later may succeed;
+* ``scope``: how wide the failure is (one record or message, or the whole
+  server or provider);
+* ``retry_after``: seconds the remote side asked us to wait, or None;
+* ``status``: the HTTP status, when an answer came;
+* ``message``: plain English, safe to show and to log.
+
+Each family declares its own vocabulary (``failure_types``, ``scopes``) and
+defaults; the values given to an error are checked against them, so a typo
+fails where it is made instead of reaching a stored log.
+"""
+
+
+class ApiError(Exception):
+    """Base class of the errors raised by the addon's API clients."""
+
+    failure_types = ()  # the family's failure types; set by each family
+    scopes = ()  # the family's scopes
+    default_failure_type = None
+    default_scope = None
+    default_retryable = False
+
+    def __init__(
+        self,
+        message,
+        *,
+        failure_type=None,
+        retryable=None,
+        scope=None,
+        status=None,
+        retry_after=None,
+    ):
+        super().__init__(message)
+        failure_type = failure_type or self.default_failure_type
+        scope = scope or self.default_scope
+        if failure_type not in self.failure_types:
+            raise ValueError(f"unknown failure_type {failure_type!r}")
+        if scope not in self.scopes:
+            raise ValueError(f"unknown scope {scope!r}")
+        self.message = message
+        self.failure_type = failure_type
+        self.retryable = (
+            self._default_retryable(failure_type) if retryable is None else retryable
+        )
+        self.scope = scope
+        self.status = status
+        self.retry_after = retry_after
+
+    def _default_retryable(self, failure_type):
+        """Whether an error of ``failure_type`` is retryable when not told."""
+        return self.default_retryable
+
+    def __str__(self):
+        return self.message
+
+    def __repr__(self):
+        return (
+            f"{type(self).__name__}({self.message!r}, "
+            f"failure_type={self.failure_type!r}, retryable={self.retryable!r}, "
+            f"scope={self.scope!r}, retry_after={self.retry_after!r})"
+        )

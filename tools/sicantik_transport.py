@@ -1,0 +1,366 @@
+"""One SICANTIK GET: limiter, retries, bounded read, typed errors.
+
+:class:`SicantikTransport` is the base of :class:`~.sicantik_api.SicantikApi`.
+Its private :meth:`~SicantikTransport._request` owns the URL, the rate
+limiter, the retries, the bounded read (size and deadline, from the HTTP
+core) and the mapping of every failure to a typed
+:class:`~.sicantik_exceptions.SicantikError`. Retries happen here and only
+here (no urllib3 ``Retry``), so every attempt passes the rate limiter and is
+counted in ``stats``. What an answer's status means is the job of
+``sicantik_answers.py``.
+"""
+
+import math
+import random
+import re
+import time
+
+import requests
+
+from . import http_core
+from .const import (
+    ACCEPT_ENCODING,
+    ACCEPT_JSON,
+    ACCEPT_XML,
+    JSON_QUERY,
+    RECORD_FAILURE_TYPES,
+    SCOPE_RECORD,
+)
+from .decoders import BoundedBody
+from .sicantik_answers import interpret
+from .sicantik_exceptions import (
+    SicantikConfigError,
+    SicantikConnectionError,
+    SicantikError,
+    SicantikResponseError,
+    SicantikTimeout,
+    SicantikTLSError,
+)
+from .stats import ClientStats
+
+# Anything that looks like a query string inside a library message.
+_QUERY_RE = re.compile(r"\?[^\s'\")>]*")
+_OBJECT_RE = re.compile(r"<[\w.]+ object at 0x[0-9a-f]+>:?\s*")
+
+
+class Cancelled(Exception):
+    """Internal: the caller stopped a batch; no further request is made."""
+
+
+def scrub(text, limit=160):
+    """A library message made safe for our messages: no query string, short."""
+    text = _OBJECT_RE.sub("", _QUERY_RE.sub("?…", str(text)))
+    return text[:limit]
+
+
+def check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SicantikConfigError(f"{name} must be an integer >= {minimum}")
+    return value
+
+
+def check_number(name, value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise SicantikConfigError(f"{name} must be a finite number >= 0")
+    return float(value)
+
+
+class SicantikTransport:
+    """GET requests to one SICANTIK server; see ``SicantikApi`` for the
+    meaning of each setting. ``logger`` is the client's (never None)."""
+
+    def __init__(
+        self,
+        base_url,
+        *,
+        timeout,
+        deadline,
+        max_workers,
+        max_retries,
+        backoff_base,
+        backoff_max,
+        retry_after_cap,
+        max_response_bytes,
+        limiter,
+        sleep,
+        logger,
+        json_format,
+    ):
+        try:
+            self.base_url, self.host = http_core.check_base_url(base_url)
+        except http_core.UrlProblem as e:
+            detail = f" ({scrub(e.detail, 80)})" if e.detail else ""
+            raise SicantikConfigError(f"the SICANTIK URL {e}{detail}") from e
+        try:
+            self.timeout = http_core.check_timeout(timeout)
+            self.deadline = http_core.attempt_deadline(self.timeout, deadline)
+        except ValueError as e:
+            raise SicantikConfigError(str(e)) from e
+        self.max_workers = check_int("max_workers", max_workers, 1)
+        self.max_retries = check_int("max_retries", max_retries, 0)
+        self.max_response_bytes = check_int("max_response_bytes", max_response_bytes, 1)
+        self.backoff_base = check_number("backoff_base", backoff_base)
+        self.backoff_max = check_number("backoff_max", backoff_max)
+        self.retry_after_cap = check_number("retry_after_cap", retry_after_cap)
+        self.limiter = limiter
+        self.stats = ClientStats()
+        self._sleep = sleep
+        self._log = logger
+        self._random = random.Random()
+        self._format_query = dict(JSON_QUERY) if json_format else {}
+        self._session = http_core.make_session(
+            accept=ACCEPT_JSON if json_format else ACCEPT_XML,
+            pool_maxsize=self.max_workers,
+            accept_encoding=ACCEPT_ENCODING,
+        )
+        self._closed = False
+
+    # ------------------------------------------------------------------
+    # Life cycle
+    # ------------------------------------------------------------------
+    def close(self):
+        """Close the HTTP session (idempotent)."""
+        if not self._closed:
+            self._closed = True
+            self._session.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    # ------------------------------------------------------------------
+    # One request, retried
+    # ------------------------------------------------------------------
+    def _request(
+        self,
+        endpoint,
+        params=None,
+        *,
+        per_record=False,
+        empty_404_is_empty=False,
+        cancel=None,
+    ):
+        """GET ``endpoint`` and return an ``Answer``; raise a SicantikError.
+
+        Retries timeouts, connection failures, truncated or unreadable answers
+        and 5xx with full-jitter backoff; honours Retry-After on 429/503 up to
+        ``retry_after_cap``. Every attempt waits for the rate limiter. With
+        ``per_record`` the failures tied to the answer itself (unreadable, too
+        large) get the ``record`` scope. ``cancel`` (a ``threading.Event``)
+        stops before any further attempt.
+        """
+        if self._closed:
+            raise SicantikConfigError("the SICANTIK client is closed")
+        query = dict(params or {})
+        query.update(self._format_query)
+        # Prepared once, before the limiter: after a token is granted only the
+        # socket write remains, so the server sees the pace we keep.
+        request, send_kwargs = self._prepare(endpoint, query)
+        attempt = 0
+        while True:
+            attempt += 1
+            self._check_cancel(cancel)
+            if self.limiter is not None:
+                self.stats.record_wait(self.limiter.acquire())
+                self._check_cancel(cancel)
+            try:
+                status, headers, body = self._attempt(
+                    endpoint, request, send_kwargs, attempt
+                )
+                return interpret(
+                    endpoint,
+                    status,
+                    headers,
+                    body,
+                    host=self.host,
+                    base_url=self.base_url,
+                    empty_404_is_empty=empty_404_is_empty,
+                )
+            except SicantikError as err:
+                err.attempts = attempt
+                err.endpoint = err.endpoint or endpoint
+                if per_record and err.failure_type in RECORD_FAILURE_TYPES:
+                    err.scope = SCOPE_RECORD
+                delay = self._retry_delay(err, attempt)
+                if delay is None:
+                    raise
+                self.stats.record_retry()
+                self._log.debug(
+                    "SICANTIK %s: %s attempt %d failed (%s: %s), retrying in %.2f s",
+                    self.host,
+                    endpoint,
+                    attempt,
+                    err.failure_type,
+                    err.message,
+                    delay,
+                )
+                self._pause(delay, cancel)
+
+    def _check_cancel(self, cancel):
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
+
+    def _pause(self, delay, cancel):
+        if delay <= 0:
+            return
+        if cancel is not None and self._sleep is time.sleep:
+            # Interruptible: closing a batch does not wait for a backoff.
+            if cancel.wait(delay):
+                raise Cancelled()
+        else:
+            self._sleep(delay)
+
+    def _retry_delay(self, err, attempt):
+        """Seconds to wait before the next attempt, or None to give up."""
+        if not err.retryable or attempt > self.max_retries:
+            return None
+        if err.retry_after is not None:
+            if err.retry_after > self.retry_after_cap:
+                self._log.warning(
+                    "SICANTIK %s: %s asks to come back in %.0f s "
+                    "(more than the %.0f s we wait in-process)",
+                    self.host,
+                    err.endpoint,
+                    err.retry_after,
+                    self.retry_after_cap,
+                )
+                return None
+            return err.retry_after
+        ceiling = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
+        return self._random.uniform(0.0, ceiling)
+
+    # ------------------------------------------------------------------
+    # One attempt
+    # ------------------------------------------------------------------
+    def _prepare(self, endpoint, query):
+        """The prepared GET and the keyword arguments of ``Session.send``."""
+        try:
+            return http_core.prepare(
+                self._session,
+                "GET",
+                f"{self.base_url}/{endpoint}",
+                timeout=self.timeout,
+                params=query,
+            )
+        except requests.exceptions.RequestException as e:
+            raise self._transport_error(e, endpoint) from e
+
+    def _attempt(self, endpoint, request, send_kwargs, attempt):
+        """One HTTP GET: ``(status, headers, body)``; failures become errors."""
+        started = time.monotonic()
+        status = None
+        sink = BoundedBody(self.max_response_bytes, endpoint=endpoint)
+        outcome = "no answer"
+        try:
+            try:
+                response = self._session.send(request, **send_kwargs)
+            except requests.exceptions.RequestException as e:
+                outcome = type(e).__name__
+                raise self._transport_error(e, endpoint) from e
+            status = response.status_code
+            outcome = status
+            try:
+                sink = BoundedBody(
+                    self.max_response_bytes,
+                    response.headers.get("Content-Encoding"),
+                    endpoint=endpoint,
+                )
+                body = self._read_body(response, endpoint, sink, started)
+            finally:
+                # Fully read: the connection is already back in the pool and
+                # this is a no-op; otherwise it drops the half-read connection.
+                response.close()
+            return status, response.headers, body
+        finally:
+            elapsed = time.monotonic() - started
+            self.stats.record_attempt(endpoint, status, elapsed, sink.raw_bytes)
+            self._log.debug(
+                "SICANTIK %s: GET %s -> %s in %.0f ms (attempt %d)",
+                self.host,
+                endpoint,
+                outcome,
+                elapsed * 1000.0,
+                attempt,
+            )
+
+    def _read_body(self, response, endpoint, sink, started):
+        """The body, read under the size cap and the attempt's deadline."""
+        try:
+            return http_core.read_body(
+                response,
+                sink,
+                deadline=started + self.deadline,
+                read_timeout=self.timeout[1],
+            )
+        except http_core.BodyError as e:
+            raise self._body_error(e, endpoint, response.status_code) from e
+
+    def _body_error(self, error, endpoint, status):
+        """Map a :class:`http_core.BodyError` of the reader."""
+        kind = error.kind
+        if kind == error.TOO_LARGE:
+            return SicantikResponseError.too_large(
+                self.max_response_bytes, endpoint=endpoint, status=status
+            )
+        if kind == error.TIMEOUT:
+            return SicantikTimeout(
+                f"{self.host} stopped sending the answer of {endpoint} "
+                f"(no data for {self.timeout[1]:g} s)",
+                endpoint=endpoint,
+            )
+        if kind == error.DEADLINE:
+            return SicantikTimeout(
+                f"{self.host} was still sending the answer of {endpoint} "
+                f"after {self.deadline:g} s",
+                endpoint=endpoint,
+            )
+        if kind == error.TRUNCATED:
+            of = f" of {error.expected}" if error.expected is not None else ""
+            return SicantikResponseError(
+                f"answer of {endpoint} is truncated "
+                f"(received {error.received}{of} bytes)",
+                retryable=True,
+                endpoint=endpoint,
+            )
+        return SicantikConnectionError(
+            f"connection to {self.host} broke while reading the answer of "
+            f"{endpoint} ({scrub(error.detail)})",
+            endpoint=endpoint,
+        )
+
+    def _transport_error(self, error, endpoint):
+        """Map a ``requests`` exception raised before any answer."""
+        family = http_core.transport_failure(error)
+        reason = scrub(http_core.innermost_reason(error))
+        if family == http_core.TF_TLS:
+            return SicantikTLSError(
+                f"secure connection to {self.host} failed ({reason}); "
+                f"check the server certificate",
+                endpoint=endpoint,
+            )
+        if family == http_core.TF_CONNECT_TIMEOUT:
+            return SicantikTimeout(
+                f"connecting to {self.host} timed out after {self.timeout[0]:g} s",
+                endpoint=endpoint,
+            )
+        if family == http_core.TF_READ_TIMEOUT:
+            return SicantikTimeout(
+                f"{self.host} did not answer {endpoint} "
+                f"within {self.timeout[1]:g} s",
+                endpoint=endpoint,
+            )
+        if family == http_core.TF_BAD_REQUEST:
+            return SicantikConfigError(
+                f"cannot build a request to {self.host} ({reason})",
+                endpoint=endpoint,
+            )
+        return SicantikConnectionError(
+            f"cannot reach {self.host} ({reason})", endpoint=endpoint
+        )

@@ -199,7 +199,6 @@ class SicantikSyncLog(models.Model):
     # --- outcome
     message = fields.Text(string="Summary")
     set_aside = fields.Text(
-        string="Set Aside",
         help="Permits (registration ids) the database could not store, and "
         "why. The rest of their page was stored; they are tried again by the "
         "next pass.",

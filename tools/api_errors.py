@@ -13,8 +13,12 @@ caller can read any client failure the same way:
 
 Each family declares its own vocabulary (``failure_types``, ``scopes``) and
 defaults; the values given to an error are checked against them, so a typo
-fails where it is made instead of reaching a stored log.
+fails where it is made instead of reaching a stored log. The message may quote
+what a server sent: it is made storable (``storable.py``) on the way in, as it
+ends up in a sync log or on a reminder.
 """
+
+from .storable import MESSAGE_MAX, storable
 
 
 class ApiError(Exception):
@@ -36,6 +40,7 @@ class ApiError(Exception):
         status=None,
         retry_after=None,
     ):
+        message = storable(message, MESSAGE_MAX, multiline=True) or ""
         super().__init__(message)
         failure_type = failure_type or self.default_failure_type
         scope = scope or self.default_scope

@@ -11,6 +11,15 @@ from datetime import date
 
 from .const import JUNK_NAMES, JUNK_PHONES, PENDAFTARAN_ID_LENGTH, ZERO_DATE
 from .records import IssuedPermit, PermitDetails, PermitType, SkippedRecord
+from .storable import (
+    CODE_MAX,
+    ID_MAX,
+    NAME_MAX,
+    NUMBER_MAX,
+    PHONE_MAX,
+    TEXT_MAX,
+    storable,
+)
 
 _DATE_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 
@@ -35,24 +44,23 @@ def _text(row, key):
     raise _FieldError(f"field {key} holds {type(value).__name__}, not text")
 
 
-def collapse(value):
-    """Collapse runs of whitespace and strip; None/blank -> None."""
-    if value is None:
-        return None
-    collapsed = " ".join(value.split())
-    return collapsed or None
+def collapse(value, limit=TEXT_MAX):
+    """Storable (see ``storable.py``), whitespace collapsed and stripped,
+    cut to ``limit``; None/blank -> None."""
+    return storable(value, limit)
 
 
 def clean_name(value):
-    """A person, company or type name: whitespace collapsed, junk -> None."""
-    collapsed = collapse(value)
+    """A person, company or type name: storable, whitespace collapsed,
+    junk -> None."""
+    collapsed = collapse(value, NAME_MAX)
     if collapsed is None or collapsed in JUNK_NAMES:
         return None
     return collapsed
 
 
 def clean_phone(value):
-    collapsed = collapse(value)
+    collapsed = collapse(value, PHONE_MAX)
     if collapsed is None or collapsed in JUNK_PHONES:
         return None
     return collapsed
@@ -64,7 +72,8 @@ def parse_date(value):
     ``0000-00-00`` -> value None, zero True; None/blank -> all False;
     ``2021-02-30`` or any other text -> value None, invalid True.
     """
-    raw = value.strip() if isinstance(value, str) else None
+    # Kept (short) for the messages that quote an impossible date.
+    raw = storable(value, 40) if isinstance(value, str) else None
     if not raw:
         return ParsedDate(None, False, False, None)
     if raw == ZERO_DATE:
@@ -122,7 +131,7 @@ def _date_warning(key, parsed):
 
 
 def _clean_pid(row):
-    pid = collapse(_text(row, "pendaftaran_id"))
+    pid = collapse(_text(row, "pendaftaran_id"), ID_MAX)
     if pid is None:
         raise _FieldError("no pendaftaran_id")
     return pid
@@ -135,8 +144,16 @@ def _pid_warning(pid):
 
 
 def _raw_number(row):
-    """The letter number exactly as served; blank -> None (never trimmed)."""
-    value = _text(row, "no_surat")
+    """The letter number as served, less what cannot be stored (never
+    trimmed nor normalised: the server matches its base64 byte for byte);
+    blank -> None."""
+    value = storable(
+        _text(row, "no_surat"),
+        NUMBER_MAX,
+        normalise=False,
+        keep_bidi=True,
+        collapse=False,
+    )
     if value is None or not value.strip():
         return None
     return value
@@ -231,7 +248,9 @@ def normalise_permit_types(rows):
                 PermitType(
                     id=_to_int(row.get("id")),
                     name=name,
-                    raw_name=raw_name,
+                    raw_name=storable(
+                        raw_name, NAME_MAX, normalise=False, collapse=False
+                    ),
                     group=clean_name(_text(row, "kelompok_izin")),
                     processing_days=_to_int(row.get("v_hari")),
                 )
@@ -257,6 +276,7 @@ _DETAIL_TEXTS = (
     ("n_kabupaten", "kabupaten"),
     ("n_propinsi", "propinsi"),
 )
+_DETAIL_CAPS = {"npwp": CODE_MAX}
 _DETAIL_PHONES = (
     ("telp_pemohon", "applicant_phone"),
     ("i_telp_perusahaan", "company_phone"),
@@ -266,7 +286,7 @@ _DETAIL_PHONES = (
 def _detail_row(row):
     """One ``cekperizinan`` row -> dict of cleaned values (may raise _FieldError)."""
     values = {
-        "pendaftaran_id": collapse(_text(row, "pendaftaran_id")),
+        "pendaftaran_id": collapse(_text(row, "pendaftaran_id"), ID_MAX),
         "no_surat": _raw_number(row),
         "permit_type": clean_name(_text(row, "n_perizinan")),
         "applicant_name": clean_name(_text(row, "n_pemohon")),
@@ -279,7 +299,7 @@ def _detail_row(row):
         values[field] = parsed.value
         warnings.append(_date_warning(key, parsed))
     for key, field in _DETAIL_TEXTS:
-        values[field] = collapse(_text(row, key))
+        values[field] = collapse(_text(row, key), _DETAIL_CAPS.get(key, TEXT_MAX))
     for key, field in _DETAIL_PHONES:
         values[field] = clean_phone(_text(row, key))
     values["warnings"] = warnings

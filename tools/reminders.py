@@ -8,6 +8,8 @@ missed earlier ones never are.
 import re
 from datetime import date, datetime, time, timedelta
 
+from .storable import message_safe
+
 DEFAULT_STAGES = (90, 60, 30, 7, 0)
 DEFAULT_QUIET_START = 21.0
 DEFAULT_QUIET_END = 7.0
@@ -61,20 +63,23 @@ def format_date(value):
 def render(template, values):
     """Fill ``{placeholder}``s; plain substitution, never ``str.format``, so
     an edited template cannot reach object attributes."""
-    filled = {
-        k: format_date(v) if isinstance(v, date) else str(v if v is not None else "")
-        for k, v in values.items()
-    }
+    filled = {k: _param(v) for k, v in values.items()}
     return _PLACEHOLDER.sub(lambda m: filled.get(m[1], m[0]), template or "")
 
 
 def template_params(values):
     """The body parameters of an approved gateway template, in the order of
     ``PLACEHOLDERS`` (holder, permit type, permit number, expiry date, days)."""
-    return [
-        format_date(v) if isinstance(v, date) else str(v if v is not None else "")
-        for v in (values.get(name) for name in PLACEHOLDERS)
-    ]
+    return [_param(values.get(name)) for name in PLACEHOLDERS]
+
+
+def _param(value):
+    """A value as the holder reads it: dates dd-mm-yyyy; text on one line,
+    without control or bidirectional override characters (a name must not
+    display as something else)."""
+    if isinstance(value, date):
+        return format_date(value)
+    return message_safe(value if value is not None else "")
 
 
 def in_quiet_hours(local_dt, start=DEFAULT_QUIET_START, end=DEFAULT_QUIET_END):

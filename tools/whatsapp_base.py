@@ -35,6 +35,7 @@ import requests
 
 from . import http_core
 from .http_core import parse_retry_after
+from .storable import ID_MAX, MESSAGE_MAX, storable
 from .whatsapp_exceptions import (
     WhatsappConfigError,
     WhatsappError,
@@ -51,6 +52,8 @@ DEFAULT_TIMEOUT = (5.0, 20.0)  # (connect, read) seconds
 # The deadline of one request defaults to connect + 2 * read (http_core).
 MAX_ANSWER_BYTES = 256 * 1024  # a send answer is a few hundred bytes
 MAX_REMOTE_TEXT = 200  # characters of a gateway's error text we repeat
+# Words of an Authorization value that are not secret ("Bearer <token>").
+AUTH_SCHEMES = frozenset({"bearer", "basic", "token", "key", "apikey"})
 
 _E164 = re.compile(r"\+?([1-9]\d{6,14})")
 
@@ -144,6 +147,11 @@ class WhatsappGateway:
                 err,
             )
             raise
+        # The gateway's words are stored on the reminder: storable, short.
+        result = SendResult(
+            storable(result.message_id, ID_MAX),
+            storable(result.raw_status, ID_MAX),
+        )
         self._log.info(
             "WhatsApp %s: message to %s accepted, id %s (%s)",
             self.provider,
@@ -225,11 +233,15 @@ class HttpGateway(WhatsappGateway):
         """Values that must never appear in a message (redacted in any text)."""
         found = set(self._secrets)
         for value in values:
-            if not isinstance(value, str) or len(value.strip()) < 4:
+            if not isinstance(value, str) or not value.strip():
                 continue
+            # Whatever its length: a short token is still a token.
             found.update({value, value.strip(), quote(value.strip(), safe="")})
             # "Bearer <token>": the token alone must not show either
-            found.update(part for part in value.split() if len(part) >= 8)
+            parts = value.split()
+            if len(parts) > 1 and parts[0].lower() in AUTH_SCHEMES:
+                parts = parts[1:]  # the scheme word is no secret, the rest is
+            found.update(parts)
         # longest first, so a secret containing another is removed whole
         self._secrets = tuple(sorted(found, key=len, reverse=True))
 
@@ -242,7 +254,7 @@ class HttpGateway(WhatsappGateway):
     def _remote_text(self, value):
         """A gateway's own error text, made safe to repeat: one line, short,
         without our secrets."""
-        text = " ".join(str(value or "").split())
+        text = storable(value, MESSAGE_MAX) or ""
         text = self._redact(text)
         if len(text) > MAX_REMOTE_TEXT:
             text = text[: MAX_REMOTE_TEXT - 1] + "…"

@@ -88,11 +88,9 @@ def parse_date(value):
 
 
 def _unique(values):
-    seen = []
-    for value in values:
-        if value is not None and value not in seen:
-            seen.append(value)
-    return tuple(seen)
+    """Distinct values in first-seen order, None left out (linear: a page of
+    100,000 rows of one registration costs no more than 100,000 rows)."""
+    return tuple(value for value in dict.fromkeys(values) if value is not None)
 
 
 def pick_expiry(candidates):

@@ -7,11 +7,14 @@ server that ignores the offset (the same rows again) or a list longer than
 """
 
 import hashlib
+import logging
 
 from .const import EP_ISSUED_PERMITS
 from .normalise import normalise_issued_rows
 from .records import Page
 from .sicantik_exceptions import SicantikResponseError
+
+_logger = logging.getLogger(__name__)
 
 
 def check_page_args(limit, offset):
@@ -32,8 +35,21 @@ def build_page(rows, offset, limit):
 
     Raises a retryable ``SicantikResponseError`` when rows came but not one
     is usable: the answer is broken, not the permits, and advancing past it
-    would leave these rows out of the pass.
+    would leave these rows out of the pass. A server that serves more rows
+    than asked for has its page cut to ``limit`` (the next page starts after
+    the rows kept, so nothing is lost), and the anomaly is logged.
     """
+    if len(rows) > limit:
+        _logger.warning(
+            "SICANTIK %s at offset %d: %d rows served for a page of %d; "
+            "kept the first %d",
+            EP_ISSUED_PERMITS,
+            offset,
+            len(rows),
+            limit,
+            limit,
+        )
+        rows = rows[:limit]
     permits, skipped = normalise_issued_rows(rows)
     if rows and not permits:
         raise SicantikResponseError(

@@ -14,6 +14,9 @@ missing.
 """
 
 import argparse
+import ast
+import email.parser
+import fnmatch
 import hashlib
 import os
 import re
@@ -22,8 +25,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import xml.etree.ElementTree as ET
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +38,7 @@ CACHE = Path(
 )
 VENV = CACHE / "venv"
 VENV_PY = VENV / "bin" / "python"
+OCA_VENV = CACHE / "venv-oca"
 ODOO_SRC = Path(os.environ.get("ODOO_SRC") or CACHE / "odoo-18.0")
 ODOO_GIT = "https://github.com/odoo/odoo.git"
 DATA_DIR = CACHE / "odoo-data"
@@ -74,20 +80,43 @@ def quiet_ok(cmd, timeout=120):
 # --------------------------------------------------------------------------
 
 
-def _stamp_ok(name, *files):
+def _stamp_ok(name, *files, venv=VENV):
     digest = hashlib.sha256()
     for f in files:
         digest.update(Path(f).read_bytes() if Path(f).exists() else b"-")
-    stamp = VENV / f".stamp-{name}"
+    stamp = venv / f".stamp-{name}"
     value = digest.hexdigest()
     return stamp, value, stamp.exists() and stamp.read_text() == value
 
 
-def _pip(*args):
+def _pip(*args, python=None):
     res = run(
-        [VENV_PY, "-m", "pip", "install", "-q", "--disable-pip-version-check", *args]
+        [
+            python or VENV_PY,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            *args,
+        ]
     )
     return res.returncode == 0
+
+
+def _make_venv(venv, base, system_site=False):
+    cmd = [base, "-m", "venv", venv]
+    if system_site:
+        cmd.append("--system-site-packages")
+    if run(cmd).returncode != 0:
+        die(
+            f"could not create a virtual environment with {base} "
+            "(is python3-venv installed?)"
+        )
+    # pip >= 25.3 for --build-constraint. Odoo 18's pinned requirements
+    # predate setuptools 81 (setup.py changes) and 82 (no pkg_resources).
+    tools = ["pip>=25.3", "setuptools<81", "wheel"]
+    _pip("--upgrade", *tools, python=venv / "bin" / "python")
 
 
 def ensure_venv():
@@ -101,24 +130,32 @@ def ensure_venv():
             + (" (with the Odoo found in " + base + ")" if system_site else "")
         )
         VENV.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [base, "-m", "venv", VENV] + (
-            ["--system-site-packages"] if system_site else []
-        )
-        if run(cmd).returncode != 0:
-            die(
-                f"could not create a virtual environment with {base} "
-                "(is python3-venv installed?)"
-            )
-        _pip("--upgrade", "pip", "setuptools<81", "wheel")
+        _make_venv(VENV, base, system_site)
     reqs = DEV / "requirements-dev.txt"
     cons = DEV / "odoo-constraints.txt"
     stamp, value, ok = _stamp_ok("dev", reqs, cons)
     if not ok:
-        say("setup: installing the test tools (pytest, ruff, pylint-odoo)")
+        say("setup: installing the test tools (pytest, ruff, pylint-odoo, click-odoo)")
         if not _pip("-r", reqs, "-c", cons):
             die("could not install the test tools from PyPI (see pip's message above)")
         stamp.write_text(value)
     return VENV_PY
+
+
+def ensure_oca_venv():
+    """OCA's module and PO checks live in a venv of their own, as pre-commit
+    would keep them: they pin a polib newer than the one Odoo 18 pins."""
+    py = OCA_VENV / "bin" / "python"
+    if not py.exists():
+        say(f"setup: creating {OCA_VENV} for OCA's checks")
+        _make_venv(OCA_VENV, sys.executable)
+    reqs = DEV / "requirements-oca.txt"
+    stamp, value, ok = _stamp_ok("oca", reqs, venv=OCA_VENV)
+    if not ok:
+        if not _pip("-r", reqs, python=py):
+            die("could not install OCA's checks from PyPI (see pip's message above)")
+        stamp.write_text(value)
+    return OCA_VENV / "bin"
 
 
 def _odoo_tree_ok(src):
@@ -172,7 +209,11 @@ def ensure_odoo(py, allow_clone=True):
             clean = CACHE / "odoo-requirements.txt"
             # Some trees ship CRLF files; pip wants plain lines.
             clean.write_text(req.read_text(errors="replace").replace("\r", ""))
-            if not _pip("-r", clean, "-c", DEV / "odoo-constraints.txt"):
+            ensure_build_deps()
+            cons = DEV / "odoo-constraints.txt"
+            # The constraints bind the isolated build environments too, so
+            # the sdists are built with the setuptools they were written for.
+            if not _pip("-r", clean, "-c", cons, "--build-constraint", cons):
                 return (
                     None,
                     "installing Odoo's Python requirements failed (see pip above)",
@@ -299,84 +340,220 @@ def tier_pure(py):
 
 
 def _manifest():
-    import ast
-
     return ast.literal_eval((ROOT / "__manifest__.py").read_text())
 
 
-def check_xml():
-    bad = []
-    for path in sorted(ROOT.rglob("*.xml")):
-        if any(part.startswith(".") for part in path.relative_to(ROOT).parts):
-            continue
-        try:
-            ET.parse(path)
-        except ET.ParseError as err:
-            bad.append(f"{path.relative_to(ROOT)}: {err}")
-    return bad
+def stage_addon(dest):
+    """Copy the files git would commit (tracked or new, not ignored) to
+    dest/sicantik_connector, committed in a throwaway repository at dest.
+
+    whool names the wheel after the addon's folder and OCA's checks look for
+    addons below a repository's root, while this checkout is the addon itself
+    under whatever name it was cloned to."""
+    listed = run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+    )
+    if listed.returncode:
+        return None
+    addon = dest / ADDON
+    for rel in filter(None, os.fsdecode(listed.stdout).split("\0")):
+        if (ROOT / rel).is_file():  # skips tracked files deleted in the tree
+            (addon / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, addon / rel)
+    git = ["git", "-c", "user.name=devtool", "-c", "user.email=devtool@localhost"]
+    git += ["-c", "init.defaultBranch=main"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "stage", "-n"]):
+        if run(git + args, cwd=dest).returncode:
+            return None
+    return addon
 
 
-def check_manifest():
-    manifest = _manifest()
+def oca_checks(addon):
+    """OCA's oca-checks-odoo-module and oca-checks-po, configured by
+    .oca_hooks.cfg. They print paths as sicantik_connector/<path in repo>."""
+    bindir = ensure_oca_venv()
+    config = ["--config", ROOT / ".oca_hooks.cfg"]
+    catalogues = sorted(addon.glob("i18n/*.po*"))
+    return [
+        ("oca-checks-odoo-module", [bindir / "oca-checks-odoo-module", *config, ADDON]),
+        ("oca-checks-po", [bindir / "oca-checks-po", *config, *catalogues]),
+    ]
+
+
+def _png_size(path):
+    head = path.read_bytes()[:24]
+    if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+# A src/href leaving the addon, or a stylesheet or script to fetch: the Apps
+# screen must show the description offline and Odoo sanitizes the rest.
+EXTERNAL = re.compile(
+    r"""(?:src|href)\s*=\s*["']?(?:[a-z]+:)?//|url\(|<(?:link|script)\b""", re.I
+)
+
+
+def check_description(addon):
+    """What the Apps screen shows; nothing maintained checks it."""
     problems = []
-    listed = set()
-    for key in ("data", "demo"):
-        for rel in manifest.get(key, []):
-            listed.add(rel)
-            if not (ROOT / rel).is_file():
-                problems.append(f"{key} file listed in the manifest is missing: {rel}")
-    for folder in ("data", "views", "security", "wizards"):
-        for path in sorted((ROOT / folder).glob("*")):
-            rel = path.relative_to(ROOT).as_posix()
-            if path.suffix in (".xml", ".csv") and rel not in listed:
-                problems.append(f"{rel} exists but the manifest does not load it")
-    if manifest.get("version") != "18.0.1.0.0" and not re.fullmatch(
-        r"18\.0\.\d+\.\d+\.\d+", manifest.get("version", "")
-    ):
-        problems.append("manifest version must be 18.0.x.y.z")
-    icon = ROOT / "static" / "description" / "icon.png"
-    if not icon.is_file():
-        problems.append("static/description/icon.png is missing")
+    icon = addon / "static" / "description" / "icon.png"
+    size = _png_size(icon) if icon.is_file() else None
+    if not size or size[0] != size[1] or size[0] < 64:
+        problems.append(f"static/description/icon.png is not a square PNG (got {size})")
+    index = addon / "static" / "description" / "index.html"
+    if not index.is_file():
+        problems.append("static/description/index.html is missing")
+    elif EXTERNAL.search(index.read_text()):
+        problems.append("static/description/index.html loads an external resource")
+    return problems
+
+
+def check_wheel(py, addon, tmp):
+    """Build the wheel as `pip wheel --no-deps .` in a checkout named
+    sicantik_connector does (whool, taken from the venv so it runs offline),
+    then check its metadata and that it holds exactly the staged files."""
+    dist = tmp / "dist"
+    res = run(
+        [py, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+         "--disable-pip-version-check", "--wheel-dir", dist, "."],
+        cwd=addon,
+    )  # fmt: skip
+    wheels = sorted(dist.glob("*.whl"))
+    if res.returncode or len(wheels) != 1:
+        return ["whool built no wheel (see pip's message above)"]
+    manifest = _manifest()
+    with zipfile.ZipFile(wheels[0]) as whl:
+        names = whl.namelist()
+        meta_name = next(n for n in names if n.endswith(".dist-info/METADATA"))
+        meta = email.parser.HeaderParser().parsestr(whl.read(meta_name).decode())
+    problems = []
+    expected = {
+        "Name": f"odoo-addon-{ADDON}",
+        "Version": manifest["version"],
+        "License": manifest["license"],
+    }
+    for key, value in expected.items():
+        if meta[key] != value:
+            problems.append(f"wheel {key} is {meta[key]!r}, expected {value!r}")
+    requires = set(meta.get_all("Requires-Dist") or [])
+    for dep in ["odoo==18.0.*", *manifest["external_dependencies"]["python"]]:
+        if dep not in requires:
+            problems.append(f"wheel does not require {dep}")
+    prefix = f"odoo/addons/{ADDON}/"
+    packed = {n[len(prefix) :] for n in names if n.startswith(prefix)}
+    staged = {
+        p.relative_to(addon).as_posix() for p in addon.rglob("*") if p.is_file()
+    } - {"pyproject.toml"}
+    problems += [f"{rel}: in git, not in the wheel" for rel in sorted(staged - packed)]
+    problems += [f"{rel}: in the wheel, not in git" for rel in sorted(packed - staged)]
+    # What Odoo loads must be there even if .gitignore hid it from git.
+    needed = ["__init__.py", "__manifest__.py", "i18n/id.po", f"i18n/{ADDON}.pot"]
+    needed += manifest.get("data", []) + manifest.get("demo", [])
+    problems += [f"{rel}: not in the wheel" for rel in needed if rel not in packed]
+    for bundle, globs in manifest.get("assets", {}).items():
+        for pattern in globs:
+            # As in a glob, **/ may stand for no folder at all.
+            local = pattern.removeprefix(f"{ADDON}/")
+            flat = local.replace("**/", "")
+            if not any(
+                fnmatch.fnmatch(rel, local) or fnmatch.fnmatch(rel, flat)
+                for rel in packed
+            ):
+                problems.append(f"{bundle}: nothing in the wheel matches {pattern}")
+    site = tmp / "site"
+    res = run(
+        [py, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+         "--disable-pip-version-check", "--target", site, wheels[0]],
+    )  # fmt: skip
+    if res.returncode or not (site / prefix / "__manifest__.py").is_file():
+        problems.append(f"pip could not install {wheels[0].name}")
     return problems
 
 
 def tier_static(py, link):
     tally = Tally("static")
     bindir = Path(py).parent
-    say("== static tier: ruff, ruff format, pylint-odoo, XML, manifest")
-    checks = [
-        (
-            "ruff",
-            lambda: run([bindir / "ruff", "check", "."], cwd=ROOT).returncode == 0,
-        ),
-        (
-            "ruff format",
-            lambda: run(
-                [bindir / "ruff", "format", "--check", "."], cwd=ROOT
-            ).returncode
-            == 0,
-        ),
-        (
-            "pylint-odoo",
-            lambda: run(
-                [py, "-m", "pylint", f"--rcfile={ROOT / '.pylintrc'}", link.name],
-                cwd=link.parent,
-            ).returncode
-            == 0,
-        ),
-    ]
-    for name, check in checks:
-        ok = check()
+    say("== static tier: ruff, pylint-odoo, OCA's checks, the wheel (whool)")
+
+    def record(name, ok, problems=()):
+        for problem in problems:
+            say(f"{name}: {problem}")
         say(f"{name}: {'ok' if ok else 'FAILED'}")
         tally.passed += ok
         tally.failed += not ok
-    for name, problems in (("xml", check_xml()), ("manifest", check_manifest())):
-        for problem in problems:
-            say(f"{name}: {problem}")
-        say(f"{name}: {'ok' if not problems else 'FAILED'}")
-        tally.passed += not problems
-        tally.failed += bool(problems)
+
+    commands = [
+        ("ruff", [bindir / "ruff", "check", "."], ROOT),
+        ("ruff format", [bindir / "ruff", "format", "--check", "."], ROOT),
+        (
+            "pylint-odoo",
+            [py, "-m", "pylint", f"--rcfile={ROOT / '.pylintrc'}", link.name],
+            link.parent,
+        ),
+    ]
+    for name, cmd, cwd in commands:
+        record(name, run(cmd, cwd=cwd).returncode == 0)
+    with tempfile.TemporaryDirectory(prefix="sicantik-static-") as tmp:
+        addon = stage_addon(Path(tmp) / "stage")
+        if addon is None:
+            record("stage", False, ["git could not list or stage the addon's files"])
+            return tally
+        for name, cmd in oca_checks(addon):
+            record(name, run(cmd, cwd=addon.parent).returncode == 0)
+        problems = check_description(addon)
+        record("description", not problems, problems)
+        problems = check_wheel(py, addon, Path(tmp))
+        record("wheel", not problems, problems)
     return tally
+
+
+def apt_install(packages, why):
+    """Install Debian packages when we may (root with apt-get). True when
+    apt-get ran and succeeded."""
+    if not (shutil.which("apt-get") and os.geteuid() == 0):
+        return False
+    say(f"setup: installing {' '.join(packages)} for {why} (apt-get)")
+    quiet = {
+        "stdout": subprocess.DEVNULL,
+        "stderr": subprocess.DEVNULL,
+        "env": dict(os.environ, DEBIAN_FRONTEND="noninteractive"),
+    }
+    install = ["apt-get", "install", "-y", "-q", *packages]
+    # A fresh container has no package lists yet: update once and retry.
+    if run(install, **quiet).returncode == 0:
+        return True
+    run(["apt-get", "update", "-q"], **quiet)
+    return run(install, **quiet).returncode == 0
+
+
+# What pip compiles Odoo's requirements against where PyPI has no wheel for
+# this Python: python-ldap (OpenLDAP and Cyrus SASL headers) and psycopg2
+# (libpq). Debian package -> a header it installs.
+BUILD_HEADERS = {
+    "libldap2-dev": "/usr/include/ldap.h",
+    "libsasl2-dev": "/usr/include/sasl/sasl.h",
+    "libpq-dev": "/usr/include/postgresql/libpq-fe.h",
+}
+
+
+def ensure_build_deps():
+    missing = [pkg for pkg, hdr in BUILD_HEADERS.items() if not Path(hdr).exists()]
+    if missing and not apt_install(missing, "building Odoo's requirements"):
+        say(
+            f"setup: {' '.join(missing)} not installed (needs root and apt-get): "
+            "pip may fail to build python-ldap or psycopg2"
+        )
+
+
+def ensure_gettext():
+    """click-odoo-makepot checks and merges the catalogues with gettext."""
+    if not shutil.which("msgmerge"):
+        apt_install(["gettext"], "merging translations")
+    if not shutil.which("msgmerge"):
+        die("make i18n needs gettext's msgmerge: install Debian's gettext package")
 
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -388,20 +565,9 @@ def ensure_chromium():
     say once that the tours will be skipped."""
     if any(shutil.which(name) for name in BROWSERS):
         return
-    if shutil.which("apt-get") and os.geteuid() == 0:
-        say("setup: installing Chromium for the browser tours (apt-get)")
-        quiet = {
-            "stdout": subprocess.DEVNULL,
-            "stderr": subprocess.DEVNULL,
-            "env": dict(os.environ, DEBIAN_FRONTEND="noninteractive"),
-        }
-        install = ["apt-get", "install", "-y", "-q", "chromium"]
-        # A fresh container has no package lists yet: update once and retry.
-        if run(install, **quiet).returncode:
-            run(["apt-get", "update", "-q"], **quiet)
-            run(install, **quiet)
-        if any(shutil.which(name) for name in BROWSERS):
-            return
+    apt_install(["chromium"], "the browser tours")
+    if any(shutil.which(name) for name in BROWSERS):
+        return
     say(
         "odoo tier: no Chromium (chromium, chromium-browser or google-chrome): "
         "the browser tours will be skipped"

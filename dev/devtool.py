@@ -276,15 +276,25 @@ def postgres_problem(py):
     return f"PostgreSQL does not answer ({last}); start it or set PGHOST/PGPORT/PGUSER"
 
 
-def drop_db(py, name):
-    code = (
-        "import psycopg2, sys\n"
-        "c = psycopg2.connect(dbname='postgres'); c.autocommit = True\n"
-        "c.cursor().execute(\n"
-        "    'DROP DATABASE IF EXISTS \"%s\" WITH (FORCE)' % sys.argv[1])\n"
-    )
-    run([py, "-c", code, name])
-    shutil.rmtree(DATA_DIR / "filestore" / name, ignore_errors=True)
+def odoo_config(paths, *options):
+    """A config file for Odoo and the click-odoo tools, which take the addons
+    path, the data dir and log handlers only from one."""
+    conf = CACHE / f"odoo-{os.getpid()}.conf"
+    lines = ["[options]", f"addons_path = {paths}", f"data_dir = {DATA_DIR}"]
+    conf.write_text("\n".join(lines + list(options)) + "\n")
+    return conf
+
+
+def click_odoo(py, tool, conf, *args, quiet=False, env=None):
+    """Run click-odoo-<tool> (click-odoo-contrib) from the venv."""
+    cmd = [Path(py).parent / f"click-odoo-{tool}", "--config", conf, *args]
+    out = subprocess.DEVNULL if quiet else None
+    return run(cmd, cwd=CACHE, stdout=out, env=env).returncode == 0
+
+
+def drop_db(py, conf, name):
+    """Drop the database and its filestore (click-odoo-dropdb)."""
+    click_odoo(py, "dropdb", conf, "--if-exists", name, quiet=True)
 
 
 def free_port():
@@ -577,9 +587,43 @@ def ensure_chromium():
 LOG_LINE = re.compile(
     r"^\S+ \S+ \d+ (?P<level>[A-Z]+) (?P<db>\S+) (?P<logger>[\w.]+): "
 )
+# Odoo's closing summary, read for the figures only: the verdict is its exit
+# status (server.preload_registries returns non-zero when a test failed).
 RESULT_LINE = re.compile(
     r"odoo\.tests\.result: (\d+) failed, (\d+) error\(s\) of (\d+) tests when loading"
 )
+
+
+def _odoo_test_run(cmd):
+    """Run Odoo, echo its log; return its exit status, the summary's figures
+    (failed, errors, total) or None, and the addon's install warnings."""
+    result = None
+    install_noise = []
+    in_tests = False
+    with subprocess.Popen(
+        [str(c) for c in cmd],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=CACHE,
+    ) as proc:
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            if "Starting post tests" in line or "odoo.tests" in line:
+                in_tests = True
+            m = LOG_LINE.match(line)
+            # Nothing maintained fails an install that logs warnings.
+            if (
+                m
+                and not in_tests
+                and m["level"] in ("WARNING", "ERROR", "CRITICAL")
+                and "sicantik" in line.lower()
+            ):
+                install_noise.append(line.rstrip())
+            found = RESULT_LINE.search(line)
+            if found:
+                result = tuple(int(x) for x in found.groups())
+        return proc.wait(), result, install_noise
 
 
 def tier_odoo(py, allow_clone=True, tags=None):
@@ -591,15 +635,13 @@ def tier_odoo(py, allow_clone=True, tags=None):
         return tally
     ensure_chromium()
     paths, _link = addons_path(py)
+    conf = odoo_config(paths)
     db = f"sicantik_test_{os.getpid()}"
-    drop_db(py, db)
     say(f"== odoo tier: install {ADDON} into a fresh database {db} and run its tests")
     cmd = odoo + [
+        "--config", conf,
         "--database", db,
-        "--addons-path", paths,
-        "--data-dir", DATA_DIR,
         "--init", ADDON,
-        "--without-demo", "all",
         "--test-enable",
         "--test-tags", tags or f"/{ADDON}",
         "--stop-after-init",
@@ -609,53 +651,43 @@ def tier_odoo(py, allow_clone=True, tags=None):
         "--log-level", "info",
         "--log-handler", "werkzeug:WARNING",
     ]  # fmt: skip
-    result = None
-    install_noise = []
-    in_tests = False
     try:
-        with subprocess.Popen(
-            [str(c) for c in cmd],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            cwd=CACHE,
-        ) as proc:
-            for line in proc.stdout:
-                sys.stdout.write(line)
-                if "Starting post tests" in line or "odoo.tests" in line:
-                    in_tests = True
-                m = LOG_LINE.match(line)
-                if (
-                    m
-                    and not in_tests
-                    and m["level"] in ("WARNING", "ERROR", "CRITICAL")
-                    and ("sicantik" in line.lower())
-                ):
-                    install_noise.append(line.rstrip())
-                found = RESULT_LINE.search(line)
-                if found:
-                    result = tuple(int(x) for x in found.groups())
-            rc = proc.wait()
+        drop_db(py, conf, db)
+        # base comes from a template database that click-odoo-initdb keeps
+        # per hash of its code: later runs copy it instead of installing it
+        # again. mail and what it auto-installs (sms, ...) are installed with
+        # the addon, as `make i18n` does: had sms been installed first, Odoo
+        # would file the field it adds to mail.thread models under this addon.
+        if not click_odoo(
+            py, "initdb", conf, "--new-database", db, "--modules", "base",
+            "--no-demo", "--cache-prefix", "sicantik",
+        ):  # fmt: skip
+            say("odoo: click-odoo-initdb could not create the database (see above)")
+            tally.failed += 1
+            return tally
+        rc, result, install_noise = _odoo_test_run(cmd)
     finally:
-        drop_db(py, db)
+        drop_db(py, conf, db)
+        conf.unlink(missing_ok=True)
     if install_noise:
         say("odoo: the install logged warnings or errors from the addon:")
         for line in install_noise:
             say(f"  {line}")
     tally.failed += bool(install_noise)
     tally.passed += not install_noise
+    if rc:
+        say(f"odoo: Odoo exited {rc}: a test failed or the install broke")
     if result is None:
-        say(f"odoo: no test result line (exit {rc}): the install or the run broke")
+        say("odoo: Odoo printed no test summary: the install or the run broke")
         tally.failed += 1
         return tally
     failed, errors, total = result
+    tally.failed += failed + errors
+    tally.passed += total - failed - errors
     if total == 0:
         say("odoo: no Odoo test ran (tags matched nothing)")
         tally.failed += 1
-    tally.failed += failed + errors
-    tally.passed += total - failed - errors
-    if rc != 0 and not (failed or errors):
-        say(f"odoo: exited {rc} although every test passed")
+    elif rc and not (failed or errors):
         tally.failed += 1
     return tally
 
@@ -810,168 +842,58 @@ def cmd_kill_test(args):
 # --------------------------------------------------------------------------
 
 I18N = ROOT / "i18n"
-PO_LANG = "id"
-_PO_ESCAPES = {"n": "\n", "t": "\t", "r": "\r"}
-_PO_DATES = re.compile(r'^"(POT-Creation-Date|PO-Revision-Date): .*\\n"$', re.M)
-
-
-def _po_unquote(text):
-    text = text.strip()[1:-1]
-    return re.sub(r"\\(.)", lambda m: _PO_ESCAPES.get(m[1], m[1]), text)
-
-
-def _po_quote(text):
-    text = text.replace("\\", "\\\\").replace('"', '\\"').replace("\t", "\\t")
-    return '"' + text.replace("\r", "\\r").replace("\n", "\\n") + '"'
-
-
-def read_po(path):
-    """The entries of a PO/POT file as dicts (comments, msgid, msgstr), in
-    file order; the header is the entry whose msgid is empty. Obsolete (#~)
-    entries are left out. Plain parsing: Odoo writes no contexts or plurals."""
-    entries, entry, key = [], None, None
-    for number, raw in enumerate(Path(path).read_text().splitlines() + [""], 1):
-        line = raw.strip()
-        if line.startswith("#~"):
-            continue
-        if not line or (line.startswith("#") and key):
-            if entry and key:
-                entries.append(entry)
-            entry, key = None, None
-            if not line:
-                continue
-        if entry is None:
-            entry = {"comments": [], "msgid": "", "msgstr": ""}
-        if line.startswith("#"):
-            entry["comments"].append(raw.rstrip())
-        elif line.startswith(("msgid ", "msgstr ")):
-            key, _, value = line.partition(" ")
-            entry[key] = _po_unquote(value)
-        elif line.startswith('"') and key:
-            entry[key] += _po_unquote(line)
-        else:
-            die(f"{path}:{number}: unexpected line in a PO file: {line}")
-    return entries
-
-
-def _po_field(name, text):
-    parts = text.splitlines(keepends=True)
-    if len(parts) <= 1:
-        return [f"{name} {_po_quote(text)}"]
-    return [f'{name} ""'] + [_po_quote(part) for part in parts]
-
-
-def _po_text(entries):
-    lines = []
-    for entry in entries:
-        lines += entry["comments"]
-        lines += _po_field("msgid", entry["msgid"])
-        lines += _po_field("msgstr", entry["msgstr"])
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _po_meta(header):
-    meta = {}
-    for line in header.splitlines():
-        name, sep, value = line.partition(":")
-        if sep:
-            meta[name.strip()] = value.strip()
-    return meta
-
-
-def _write_unless_only_dates(path, text):
-    """Write the file unless only its creation/revision dates would change,
-    so a refresh without new strings leaves git clean."""
-    if path.exists() and _PO_DATES.sub("", path.read_text()) == _PO_DATES.sub("", text):
-        return False
-    path.write_text(text)
-    return True
-
-
-def merge_po(pot_path, po_path):
-    """Merge the template into the catalogue: keep the translations of the
-    msgids still in the template, add the new ones untranslated, drop the
-    obsolete ones; the references and order come from the template."""
-    pot = read_po(pot_path)
-    old = {e["msgid"]: e for e in read_po(po_path)} if po_path.exists() else {}
-    pot_header = next(e for e in pot if e["msgid"] == "")
-    meta = _po_meta(pot_header["msgstr"])
-    old_header = old.get("")
-    if old_header:
-        kept = _po_meta(old_header["msgstr"])
-        kept.pop("POT-Creation-Date", None)
-        meta.update(kept)
-    meta.update({"Language": PO_LANG, "Plural-Forms": "nplurals=1; plural=0;"})
-    meta["Language-Team"] = meta.get("Language-Team") or "Indonesian"
-    header = {
-        "comments": (old_header or pot_header)["comments"],
-        "msgid": "",
-        "msgstr": "".join(f"{name}: {value}\n" for name, value in meta.items()),
-    }
-    merged, untranslated = [header], []
-    for entry in pot:
-        if not entry["msgid"]:
-            continue
-        previous = old.get(entry["msgid"], {"comments": [], "msgstr": ""})
-        # Translator comments ("# ...") stay; the rest follows the template.
-        notes = [c for c in previous["comments"] if c == "#" or c.startswith("# ")]
-        merged.append(
-            {
-                "comments": notes + entry["comments"],
-                "msgid": entry["msgid"],
-                "msgstr": previous["msgstr"],
-            }
-        )
-        if not previous["msgstr"]:
-            untranslated.append(entry["msgid"])
-    obsolete = [m for m in old if m and m not in {e["msgid"] for e in pot}]
-    _write_unless_only_dates(po_path, _po_text(merged))
-    return len(merged) - 1, untranslated, obsolete
 
 
 def cmd_i18n(args):
-    """Export the addon's terms with Odoo's own exporter into
-    i18n/sicantik_connector.pot and merge them into i18n/<lang>.po."""
+    """Export the addon's terms with click-odoo-makepot (Odoo's own exporter)
+    to i18n/sicantik_connector.pot and merge them into each i18n/*.po with
+    gettext's msgmerge: translations kept, new terms added untranslated,
+    obsolete ones dropped."""
     py = ensure_venv()
     odoo, why = ensure_odoo(py)
     why = why or postgres_problem(py)
     if why:
         die(why)
-    paths, _link = addons_path(py)
+    ensure_gettext()
+    paths, link = addons_path(py)
+    # Babel's own deprecation warnings are not the addon's business here.
+    conf = odoo_config(paths, "log_handler = py.warnings:ERROR")
     db = f"sicantik_i18n_{os.getpid()}"
-    exported = CACHE / f"{db}.pot"
-    base = odoo + [
-        "--database", db, "--addons-path", paths, "--data-dir", DATA_DIR,
-        "--http-interface", "127.0.0.1", "--http-port", free_port(),
-        "--max-cron-threads", "0", "--log-level", "warn",
-        "--log-handler", "werkzeug:WARNING", "--log-handler", "py.warnings:ERROR",
-    ]  # fmt: skip
-    drop_db(py, db)
     try:
+        drop_db(py, conf, db)
         say(f"i18n: installing {ADDON} into a throwaway database {db}")
-        step = ["--init", ADDON, "--without-demo", "all", "--stop-after-init"]
-        if run(base + step, cwd=CACHE).returncode != 0:
+        if not click_odoo(
+            py, "initdb", conf, "--new-database", db, "--modules", ADDON,
+            "--no-demo", "--no-cache",
+        ):  # fmt: skip
             die(f"installing {ADDON} into {db} failed (see the log above)")
-        say(f"i18n: exporting the terms of {ADDON} with Odoo's exporter")
-        export = ["--i18n-export", exported, "--modules", ADDON, "--stop-after-init"]
-        if run(base + export, cwd=CACHE).returncode != 0 or not exported.exists():
-            die("Odoo's translation export failed (see the log above)")
+        say("i18n: exporting the terms (click-odoo-makepot), merging them (msgmerge)")
+        if not click_odoo(
+            py, "makepot", conf, "--database", db, "--addons-dir", link.parent,
+            "--modules", ADDON, "--msgmerge", "--no-fuzzy-matching",
+            "--purge-old-translations",
+            # msgmerge -U would leave an id.po~ backup behind.
+            env=dict(os.environ, VERSION_CONTROL="none"),
+        ):  # fmt: skip
+            die("exporting or merging the translations failed (see above)")
     finally:
-        drop_db(py, db)
-    I18N.mkdir(exist_ok=True)
-    pot = I18N / f"{ADDON}.pot"
-    changed = _write_unless_only_dates(pot, exported.read_text())
-    exported.unlink()
-    po = I18N / f"{PO_LANG}.po"
-    total, untranslated, obsolete = merge_po(pot, po)
-    say(
-        f"i18n: {pot.relative_to(ROOT)} {'updated' if changed else 'unchanged'}; "
-        f"{po.relative_to(ROOT)}: {total} entries, {len(untranslated)} "
-        f"untranslated, {len(obsolete)} obsolete dropped"
-    )
-    for msgid in untranslated:
-        say(f"  untranslated: {msgid[:100]!r}")
+        drop_db(py, conf, db)
+        conf.unlink(missing_ok=True)
+    for po in sorted(I18N.glob("*.po")):
+        stats = run(
+            ["msgfmt", "--statistics", "--output-file", os.devnull, po],
+            capture_output=True,
+            text=True,
+        )
+        say(f"i18n: {po.relative_to(ROOT)}: {stats.stderr.strip()}")
+        untranslated = run(
+            ["msgattrib", "--untranslated", "--no-obsolete", "--no-wrap", po],
+            capture_output=True,
+            text=True,
+        ).stdout
+        for line in untranslated.splitlines():
+            if line.startswith('msgid "') and line != 'msgid ""':
+                say(f"  untranslated: {line[6:106]}")
     return 0
 
 

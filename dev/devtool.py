@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Developer commands behind the Makefile: test, run, bench, i18n.
 
-Runs with any Python 3.8+ and the standard library only; everything else
-(Odoo's requirements, pytest, linters) goes into one virtual environment in
-a cache folder, so a fresh machine needs nothing but Python, git and a
-PostgreSQL server.
+Runs with any Python 3.10+ and the standard library only; everything else
+(Odoo's requirements, pytest, linters, click-odoo-contrib, whool) goes into
+one virtual environment in a cache folder (OCA's checks into a second one),
+so a fresh machine needs nothing but Python, git and a PostgreSQL server;
+as root it adds the Debian packages it misses (build headers, Chromium,
+gettext).
 
 Odoo 18 comes from, in this order: a Python given as ODOO_PYTHON (or the
 `python3` on PATH) that can already `import odoo`; a source tree in

@@ -6,6 +6,8 @@
     "category": "Services",
     "author": "SICANTIK Connector contributors",
     "license": "LGPL-3",
+    # OCA's scale: a first release, proven in tests but not yet in an office.
+    "development_status": "Beta",
     "depends": ["base", "mail"],
     "external_dependencies": {"python": ["requests", "phonenumbers"]},
     "data": [
@@ -39,6 +41,7 @@
             "sicantik_connector/static/tests/tours/**/*",
         ],
     },
+    "images": ["static/description/dashboard.png"],
     "application": True,
     "installable": True,
 }

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Developer commands behind the Makefile: test, run, bench, i18n.
 
-Runs with any Python 3.8+ and the standard library only; everything else
-(Odoo's requirements, pytest, linters) goes into one virtual environment in
-a cache folder, so a fresh machine needs nothing but Python, git and a
-PostgreSQL server.
+Runs with any Python 3.10+ and the standard library only; everything else
+(Odoo's requirements, pytest, linters, click-odoo-contrib, whool) goes into
+one virtual environment in a cache folder (OCA's checks into a second one),
+so a fresh machine needs nothing but Python, git and a PostgreSQL server;
+as root it adds the Debian packages it misses (build headers, Chromium,
+gettext).
 
 Odoo 18 comes from, in this order: a Python given as ODOO_PYTHON (or the
 `python3` on PATH) that can already `import odoo`; a source tree in
@@ -14,6 +16,9 @@ missing.
 """
 
 import argparse
+import ast
+import email.parser
+import fnmatch
 import hashlib
 import os
 import re
@@ -22,8 +27,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import xml.etree.ElementTree as ET
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +40,7 @@ CACHE = Path(
 )
 VENV = CACHE / "venv"
 VENV_PY = VENV / "bin" / "python"
+OCA_VENV = CACHE / "venv-oca"
 ODOO_SRC = Path(os.environ.get("ODOO_SRC") or CACHE / "odoo-18.0")
 ODOO_GIT = "https://github.com/odoo/odoo.git"
 DATA_DIR = CACHE / "odoo-data"
@@ -74,20 +82,43 @@ def quiet_ok(cmd, timeout=120):
 # --------------------------------------------------------------------------
 
 
-def _stamp_ok(name, *files):
+def _stamp_ok(name, *files, venv=VENV):
     digest = hashlib.sha256()
     for f in files:
         digest.update(Path(f).read_bytes() if Path(f).exists() else b"-")
-    stamp = VENV / f".stamp-{name}"
+    stamp = venv / f".stamp-{name}"
     value = digest.hexdigest()
     return stamp, value, stamp.exists() and stamp.read_text() == value
 
 
-def _pip(*args):
+def _pip(*args, python=None):
     res = run(
-        [VENV_PY, "-m", "pip", "install", "-q", "--disable-pip-version-check", *args]
+        [
+            python or VENV_PY,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            *args,
+        ]
     )
     return res.returncode == 0
+
+
+def _make_venv(venv, base, system_site=False):
+    cmd = [base, "-m", "venv", venv]
+    if system_site:
+        cmd.append("--system-site-packages")
+    if run(cmd).returncode != 0:
+        die(
+            f"could not create a virtual environment with {base} "
+            "(is python3-venv installed?)"
+        )
+    # pip >= 25.3 for --build-constraint. Odoo 18's pinned requirements
+    # predate setuptools 81 (setup.py changes) and 82 (no pkg_resources).
+    tools = ["pip>=25.3", "setuptools<81", "wheel"]
+    _pip("--upgrade", *tools, python=venv / "bin" / "python")
 
 
 def ensure_venv():
@@ -101,24 +132,32 @@ def ensure_venv():
             + (" (with the Odoo found in " + base + ")" if system_site else "")
         )
         VENV.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [base, "-m", "venv", VENV] + (
-            ["--system-site-packages"] if system_site else []
-        )
-        if run(cmd).returncode != 0:
-            die(
-                f"could not create a virtual environment with {base} "
-                "(is python3-venv installed?)"
-            )
-        _pip("--upgrade", "pip", "setuptools<81", "wheel")
+        _make_venv(VENV, base, system_site)
     reqs = DEV / "requirements-dev.txt"
     cons = DEV / "odoo-constraints.txt"
     stamp, value, ok = _stamp_ok("dev", reqs, cons)
     if not ok:
-        say("setup: installing the test tools (pytest, ruff, pylint-odoo)")
+        say("setup: installing the test tools (pytest, ruff, pylint-odoo, click-odoo)")
         if not _pip("-r", reqs, "-c", cons):
             die("could not install the test tools from PyPI (see pip's message above)")
         stamp.write_text(value)
     return VENV_PY
+
+
+def ensure_oca_venv():
+    """OCA's module and PO checks live in a venv of their own, as pre-commit
+    would keep them: they pin a polib newer than the one Odoo 18 pins."""
+    py = OCA_VENV / "bin" / "python"
+    if not py.exists():
+        say(f"setup: creating {OCA_VENV} for OCA's checks")
+        _make_venv(OCA_VENV, sys.executable)
+    reqs = DEV / "requirements-oca.txt"
+    stamp, value, ok = _stamp_ok("oca", reqs, venv=OCA_VENV)
+    if not ok:
+        if not _pip("-r", reqs, python=py):
+            die("could not install OCA's checks from PyPI (see pip's message above)")
+        stamp.write_text(value)
+    return OCA_VENV / "bin"
 
 
 def _odoo_tree_ok(src):
@@ -172,7 +211,11 @@ def ensure_odoo(py, allow_clone=True):
             clean = CACHE / "odoo-requirements.txt"
             # Some trees ship CRLF files; pip wants plain lines.
             clean.write_text(req.read_text(errors="replace").replace("\r", ""))
-            if not _pip("-r", clean, "-c", DEV / "odoo-constraints.txt"):
+            ensure_build_deps()
+            cons = DEV / "odoo-constraints.txt"
+            # The constraints bind the isolated build environments too, so
+            # the sdists are built with the setuptools they were written for.
+            if not _pip("-r", clean, "-c", cons, "--build-constraint", cons):
                 return (
                     None,
                     "installing Odoo's Python requirements failed (see pip above)",
@@ -235,15 +278,25 @@ def postgres_problem(py):
     return f"PostgreSQL does not answer ({last}); start it or set PGHOST/PGPORT/PGUSER"
 
 
-def drop_db(py, name):
-    code = (
-        "import psycopg2, sys\n"
-        "c = psycopg2.connect(dbname='postgres'); c.autocommit = True\n"
-        "c.cursor().execute(\n"
-        "    'DROP DATABASE IF EXISTS \"%s\" WITH (FORCE)' % sys.argv[1])\n"
-    )
-    run([py, "-c", code, name])
-    shutil.rmtree(DATA_DIR / "filestore" / name, ignore_errors=True)
+def odoo_config(paths, *options):
+    """A config file for Odoo and the click-odoo tools, which take the addons
+    path, the data dir and log handlers only from one."""
+    conf = CACHE / f"odoo-{os.getpid()}.conf"
+    lines = ["[options]", f"addons_path = {paths}", f"data_dir = {DATA_DIR}"]
+    conf.write_text("\n".join(lines + list(options)) + "\n")
+    return conf
+
+
+def click_odoo(py, tool, conf, *args, quiet=False, env=None):
+    """Run click-odoo-<tool> (click-odoo-contrib) from the venv."""
+    cmd = [Path(py).parent / f"click-odoo-{tool}", "--config", conf, *args]
+    out = subprocess.DEVNULL if quiet else None
+    return run(cmd, cwd=CACHE, stdout=out, env=env).returncode == 0
+
+
+def drop_db(py, conf, name):
+    """Drop the database and its filestore (click-odoo-dropdb)."""
+    click_odoo(py, "dropdb", conf, "--if-exists", name, quiet=True)
 
 
 def free_port():
@@ -299,84 +352,220 @@ def tier_pure(py):
 
 
 def _manifest():
-    import ast
-
     return ast.literal_eval((ROOT / "__manifest__.py").read_text())
 
 
-def check_xml():
-    bad = []
-    for path in sorted(ROOT.rglob("*.xml")):
-        if any(part.startswith(".") for part in path.relative_to(ROOT).parts):
-            continue
-        try:
-            ET.parse(path)
-        except ET.ParseError as err:
-            bad.append(f"{path.relative_to(ROOT)}: {err}")
-    return bad
+def stage_addon(dest):
+    """Copy the files git would commit (tracked or new, not ignored) to
+    dest/sicantik_connector, committed in a throwaway repository at dest.
+
+    whool names the wheel after the addon's folder and OCA's checks look for
+    addons below a repository's root, while this checkout is the addon itself
+    under whatever name it was cloned to."""
+    listed = run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+    )
+    if listed.returncode:
+        return None
+    addon = dest / ADDON
+    for rel in filter(None, os.fsdecode(listed.stdout).split("\0")):
+        if (ROOT / rel).is_file():  # skips tracked files deleted in the tree
+            (addon / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, addon / rel)
+    git = ["git", "-c", "user.name=devtool", "-c", "user.email=devtool@localhost"]
+    git += ["-c", "init.defaultBranch=main"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "stage", "-n"]):
+        if run(git + args, cwd=dest).returncode:
+            return None
+    return addon
 
 
-def check_manifest():
-    manifest = _manifest()
+def oca_checks(addon):
+    """OCA's oca-checks-odoo-module and oca-checks-po, configured by
+    .oca_hooks.cfg. They print paths as sicantik_connector/<path in repo>."""
+    bindir = ensure_oca_venv()
+    config = ["--config", ROOT / ".oca_hooks.cfg"]
+    catalogues = sorted(addon.glob("i18n/*.po*"))
+    return [
+        ("oca-checks-odoo-module", [bindir / "oca-checks-odoo-module", *config, ADDON]),
+        ("oca-checks-po", [bindir / "oca-checks-po", *config, *catalogues]),
+    ]
+
+
+def _png_size(path):
+    head = path.read_bytes()[:24]
+    if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+# A src/href leaving the addon, or a stylesheet or script to fetch: the Apps
+# screen must show the description offline and Odoo sanitizes the rest.
+EXTERNAL = re.compile(
+    r"""(?:src|href)\s*=\s*["']?(?:[a-z]+:)?//|url\(|<(?:link|script)\b""", re.I
+)
+
+
+def check_description(addon):
+    """What the Apps screen shows; nothing maintained checks it."""
     problems = []
-    listed = set()
-    for key in ("data", "demo"):
-        for rel in manifest.get(key, []):
-            listed.add(rel)
-            if not (ROOT / rel).is_file():
-                problems.append(f"{key} file listed in the manifest is missing: {rel}")
-    for folder in ("data", "views", "security", "wizards"):
-        for path in sorted((ROOT / folder).glob("*")):
-            rel = path.relative_to(ROOT).as_posix()
-            if path.suffix in (".xml", ".csv") and rel not in listed:
-                problems.append(f"{rel} exists but the manifest does not load it")
-    if manifest.get("version") != "18.0.1.0.0" and not re.fullmatch(
-        r"18\.0\.\d+\.\d+\.\d+", manifest.get("version", "")
-    ):
-        problems.append("manifest version must be 18.0.x.y.z")
-    icon = ROOT / "static" / "description" / "icon.png"
-    if not icon.is_file():
-        problems.append("static/description/icon.png is missing")
+    icon = addon / "static" / "description" / "icon.png"
+    size = _png_size(icon) if icon.is_file() else None
+    if not size or size[0] != size[1] or size[0] < 64:
+        problems.append(f"static/description/icon.png is not a square PNG (got {size})")
+    index = addon / "static" / "description" / "index.html"
+    if not index.is_file():
+        problems.append("static/description/index.html is missing")
+    elif EXTERNAL.search(index.read_text()):
+        problems.append("static/description/index.html loads an external resource")
+    return problems
+
+
+def check_wheel(py, addon, tmp):
+    """Build the wheel as `pip wheel --no-deps .` in a checkout named
+    sicantik_connector does (whool, taken from the venv so it runs offline),
+    then check its metadata and that it holds exactly the staged files."""
+    dist = tmp / "dist"
+    res = run(
+        [py, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+         "--disable-pip-version-check", "--wheel-dir", dist, "."],
+        cwd=addon,
+    )  # fmt: skip
+    wheels = sorted(dist.glob("*.whl"))
+    if res.returncode or len(wheels) != 1:
+        return ["whool built no wheel (see pip's message above)"]
+    manifest = _manifest()
+    with zipfile.ZipFile(wheels[0]) as whl:
+        names = whl.namelist()
+        meta_name = next(n for n in names if n.endswith(".dist-info/METADATA"))
+        meta = email.parser.HeaderParser().parsestr(whl.read(meta_name).decode())
+    problems = []
+    expected = {
+        "Name": f"odoo-addon-{ADDON}",
+        "Version": manifest["version"],
+        "License": manifest["license"],
+    }
+    for key, value in expected.items():
+        if meta[key] != value:
+            problems.append(f"wheel {key} is {meta[key]!r}, expected {value!r}")
+    requires = set(meta.get_all("Requires-Dist") or [])
+    for dep in ["odoo==18.0.*", *manifest["external_dependencies"]["python"]]:
+        if dep not in requires:
+            problems.append(f"wheel does not require {dep}")
+    prefix = f"odoo/addons/{ADDON}/"
+    packed = {n[len(prefix) :] for n in names if n.startswith(prefix)}
+    staged = {
+        p.relative_to(addon).as_posix() for p in addon.rglob("*") if p.is_file()
+    } - {"pyproject.toml"}
+    problems += [f"{rel}: in git, not in the wheel" for rel in sorted(staged - packed)]
+    problems += [f"{rel}: in the wheel, not in git" for rel in sorted(packed - staged)]
+    # What Odoo loads must be there even if .gitignore hid it from git.
+    needed = ["__init__.py", "__manifest__.py", "i18n/id.po", f"i18n/{ADDON}.pot"]
+    needed += manifest.get("data", []) + manifest.get("demo", [])
+    problems += [f"{rel}: not in the wheel" for rel in needed if rel not in packed]
+    for bundle, globs in manifest.get("assets", {}).items():
+        for pattern in globs:
+            # As in a glob, **/ may stand for no folder at all.
+            local = pattern.removeprefix(f"{ADDON}/")
+            flat = local.replace("**/", "")
+            if not any(
+                fnmatch.fnmatch(rel, local) or fnmatch.fnmatch(rel, flat)
+                for rel in packed
+            ):
+                problems.append(f"{bundle}: nothing in the wheel matches {pattern}")
+    site = tmp / "site"
+    res = run(
+        [py, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+         "--disable-pip-version-check", "--target", site, wheels[0]],
+    )  # fmt: skip
+    if res.returncode or not (site / prefix / "__manifest__.py").is_file():
+        problems.append(f"pip could not install {wheels[0].name}")
     return problems
 
 
 def tier_static(py, link):
     tally = Tally("static")
     bindir = Path(py).parent
-    say("== static tier: ruff, ruff format, pylint-odoo, XML, manifest")
-    checks = [
-        (
-            "ruff",
-            lambda: run([bindir / "ruff", "check", "."], cwd=ROOT).returncode == 0,
-        ),
-        (
-            "ruff format",
-            lambda: run(
-                [bindir / "ruff", "format", "--check", "."], cwd=ROOT
-            ).returncode
-            == 0,
-        ),
-        (
-            "pylint-odoo",
-            lambda: run(
-                [py, "-m", "pylint", f"--rcfile={ROOT / '.pylintrc'}", link.name],
-                cwd=link.parent,
-            ).returncode
-            == 0,
-        ),
-    ]
-    for name, check in checks:
-        ok = check()
+    say("== static tier: ruff, pylint-odoo, OCA's checks, the wheel (whool)")
+
+    def record(name, ok, problems=()):
+        for problem in problems:
+            say(f"{name}: {problem}")
         say(f"{name}: {'ok' if ok else 'FAILED'}")
         tally.passed += ok
         tally.failed += not ok
-    for name, problems in (("xml", check_xml()), ("manifest", check_manifest())):
-        for problem in problems:
-            say(f"{name}: {problem}")
-        say(f"{name}: {'ok' if not problems else 'FAILED'}")
-        tally.passed += not problems
-        tally.failed += bool(problems)
+
+    commands = [
+        ("ruff", [bindir / "ruff", "check", "."], ROOT),
+        ("ruff format", [bindir / "ruff", "format", "--check", "."], ROOT),
+        (
+            "pylint-odoo",
+            [py, "-m", "pylint", f"--rcfile={ROOT / '.pylintrc'}", link.name],
+            link.parent,
+        ),
+    ]
+    for name, cmd, cwd in commands:
+        record(name, run(cmd, cwd=cwd).returncode == 0)
+    with tempfile.TemporaryDirectory(prefix="sicantik-static-") as tmp:
+        addon = stage_addon(Path(tmp) / "stage")
+        if addon is None:
+            record("stage", False, ["git could not list or stage the addon's files"])
+            return tally
+        for name, cmd in oca_checks(addon):
+            record(name, run(cmd, cwd=addon.parent).returncode == 0)
+        problems = check_description(addon)
+        record("description", not problems, problems)
+        problems = check_wheel(py, addon, Path(tmp))
+        record("wheel", not problems, problems)
     return tally
+
+
+def apt_install(packages, why):
+    """Install Debian packages when we may (root with apt-get). True when
+    apt-get ran and succeeded."""
+    if not (shutil.which("apt-get") and os.geteuid() == 0):
+        return False
+    say(f"setup: installing {' '.join(packages)} for {why} (apt-get)")
+    quiet = {
+        "stdout": subprocess.DEVNULL,
+        "stderr": subprocess.DEVNULL,
+        "env": dict(os.environ, DEBIAN_FRONTEND="noninteractive"),
+    }
+    install = ["apt-get", "install", "-y", "-q", *packages]
+    # A fresh container has no package lists yet: update once and retry.
+    if run(install, **quiet).returncode == 0:
+        return True
+    run(["apt-get", "update", "-q"], **quiet)
+    return run(install, **quiet).returncode == 0
+
+
+# What pip compiles Odoo's requirements against where PyPI has no wheel for
+# this Python: python-ldap (OpenLDAP and Cyrus SASL headers) and psycopg2
+# (libpq). Debian package -> a header it installs.
+BUILD_HEADERS = {
+    "libldap2-dev": "/usr/include/ldap.h",
+    "libsasl2-dev": "/usr/include/sasl/sasl.h",
+    "libpq-dev": "/usr/include/postgresql/libpq-fe.h",
+}
+
+
+def ensure_build_deps():
+    missing = [pkg for pkg, hdr in BUILD_HEADERS.items() if not Path(hdr).exists()]
+    if missing and not apt_install(missing, "building Odoo's requirements"):
+        say(
+            f"setup: {' '.join(missing)} not installed (needs root and apt-get): "
+            "pip may fail to build python-ldap or psycopg2"
+        )
+
+
+def ensure_gettext():
+    """click-odoo-makepot checks and merges the catalogues with gettext."""
+    if not shutil.which("msgmerge"):
+        apt_install(["gettext"], "merging translations")
+    if not shutil.which("msgmerge"):
+        die("make i18n needs gettext's msgmerge: install Debian's gettext package")
 
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -388,20 +577,9 @@ def ensure_chromium():
     say once that the tours will be skipped."""
     if any(shutil.which(name) for name in BROWSERS):
         return
-    if shutil.which("apt-get") and os.geteuid() == 0:
-        say("setup: installing Chromium for the browser tours (apt-get)")
-        quiet = {
-            "stdout": subprocess.DEVNULL,
-            "stderr": subprocess.DEVNULL,
-            "env": dict(os.environ, DEBIAN_FRONTEND="noninteractive"),
-        }
-        install = ["apt-get", "install", "-y", "-q", "chromium"]
-        # A fresh container has no package lists yet: update once and retry.
-        if run(install, **quiet).returncode:
-            run(["apt-get", "update", "-q"], **quiet)
-            run(install, **quiet)
-        if any(shutil.which(name) for name in BROWSERS):
-            return
+    apt_install(["chromium"], "the browser tours")
+    if any(shutil.which(name) for name in BROWSERS):
+        return
     say(
         "odoo tier: no Chromium (chromium, chromium-browser or google-chrome): "
         "the browser tours will be skipped"
@@ -411,9 +589,43 @@ def ensure_chromium():
 LOG_LINE = re.compile(
     r"^\S+ \S+ \d+ (?P<level>[A-Z]+) (?P<db>\S+) (?P<logger>[\w.]+): "
 )
+# Odoo's closing summary, read for the figures only: the verdict is its exit
+# status (server.preload_registries returns non-zero when a test failed).
 RESULT_LINE = re.compile(
     r"odoo\.tests\.result: (\d+) failed, (\d+) error\(s\) of (\d+) tests when loading"
 )
+
+
+def _odoo_test_run(cmd):
+    """Run Odoo, echo its log; return its exit status, the summary's figures
+    (failed, errors, total) or None, and the addon's install warnings."""
+    result = None
+    install_noise = []
+    in_tests = False
+    with subprocess.Popen(
+        [str(c) for c in cmd],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=CACHE,
+    ) as proc:
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            if "Starting post tests" in line or "odoo.tests" in line:
+                in_tests = True
+            m = LOG_LINE.match(line)
+            # Nothing maintained fails an install that logs warnings.
+            if (
+                m
+                and not in_tests
+                and m["level"] in ("WARNING", "ERROR", "CRITICAL")
+                and "sicantik" in line.lower()
+            ):
+                install_noise.append(line.rstrip())
+            found = RESULT_LINE.search(line)
+            if found:
+                result = tuple(int(x) for x in found.groups())
+        return proc.wait(), result, install_noise
 
 
 def tier_odoo(py, allow_clone=True, tags=None):
@@ -425,15 +637,13 @@ def tier_odoo(py, allow_clone=True, tags=None):
         return tally
     ensure_chromium()
     paths, _link = addons_path(py)
+    conf = odoo_config(paths)
     db = f"sicantik_test_{os.getpid()}"
-    drop_db(py, db)
     say(f"== odoo tier: install {ADDON} into a fresh database {db} and run its tests")
     cmd = odoo + [
+        "--config", conf,
         "--database", db,
-        "--addons-path", paths,
-        "--data-dir", DATA_DIR,
         "--init", ADDON,
-        "--without-demo", "all",
         "--test-enable",
         "--test-tags", tags or f"/{ADDON}",
         "--stop-after-init",
@@ -443,53 +653,43 @@ def tier_odoo(py, allow_clone=True, tags=None):
         "--log-level", "info",
         "--log-handler", "werkzeug:WARNING",
     ]  # fmt: skip
-    result = None
-    install_noise = []
-    in_tests = False
     try:
-        with subprocess.Popen(
-            [str(c) for c in cmd],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            cwd=CACHE,
-        ) as proc:
-            for line in proc.stdout:
-                sys.stdout.write(line)
-                if "Starting post tests" in line or "odoo.tests" in line:
-                    in_tests = True
-                m = LOG_LINE.match(line)
-                if (
-                    m
-                    and not in_tests
-                    and m["level"] in ("WARNING", "ERROR", "CRITICAL")
-                    and ("sicantik" in line.lower())
-                ):
-                    install_noise.append(line.rstrip())
-                found = RESULT_LINE.search(line)
-                if found:
-                    result = tuple(int(x) for x in found.groups())
-            rc = proc.wait()
+        drop_db(py, conf, db)
+        # base comes from a template database that click-odoo-initdb keeps
+        # per hash of its code: later runs copy it instead of installing it
+        # again. mail and what it auto-installs (sms, ...) are installed with
+        # the addon, as `make i18n` does: had sms been installed first, Odoo
+        # would file the field it adds to mail.thread models under this addon.
+        if not click_odoo(
+            py, "initdb", conf, "--new-database", db, "--modules", "base",
+            "--no-demo", "--cache-prefix", "sicantik",
+        ):  # fmt: skip
+            say("odoo: click-odoo-initdb could not create the database (see above)")
+            tally.failed += 1
+            return tally
+        rc, result, install_noise = _odoo_test_run(cmd)
     finally:
-        drop_db(py, db)
+        drop_db(py, conf, db)
+        conf.unlink(missing_ok=True)
     if install_noise:
         say("odoo: the install logged warnings or errors from the addon:")
         for line in install_noise:
             say(f"  {line}")
     tally.failed += bool(install_noise)
     tally.passed += not install_noise
+    if rc:
+        say(f"odoo: Odoo exited {rc}: a test failed or the install broke")
     if result is None:
-        say(f"odoo: no test result line (exit {rc}): the install or the run broke")
+        say("odoo: Odoo printed no test summary: the install or the run broke")
         tally.failed += 1
         return tally
     failed, errors, total = result
+    tally.failed += failed + errors
+    tally.passed += total - failed - errors
     if total == 0:
         say("odoo: no Odoo test ran (tags matched nothing)")
         tally.failed += 1
-    tally.failed += failed + errors
-    tally.passed += total - failed - errors
-    if rc != 0 and not (failed or errors):
-        say(f"odoo: exited {rc} although every test passed")
+    elif rc and not (failed or errors):
         tally.failed += 1
     return tally
 
@@ -644,168 +844,58 @@ def cmd_kill_test(args):
 # --------------------------------------------------------------------------
 
 I18N = ROOT / "i18n"
-PO_LANG = "id"
-_PO_ESCAPES = {"n": "\n", "t": "\t", "r": "\r"}
-_PO_DATES = re.compile(r'^"(POT-Creation-Date|PO-Revision-Date): .*\\n"$', re.M)
-
-
-def _po_unquote(text):
-    text = text.strip()[1:-1]
-    return re.sub(r"\\(.)", lambda m: _PO_ESCAPES.get(m[1], m[1]), text)
-
-
-def _po_quote(text):
-    text = text.replace("\\", "\\\\").replace('"', '\\"').replace("\t", "\\t")
-    return '"' + text.replace("\r", "\\r").replace("\n", "\\n") + '"'
-
-
-def read_po(path):
-    """The entries of a PO/POT file as dicts (comments, msgid, msgstr), in
-    file order; the header is the entry whose msgid is empty. Obsolete (#~)
-    entries are left out. Plain parsing: Odoo writes no contexts or plurals."""
-    entries, entry, key = [], None, None
-    for number, raw in enumerate(Path(path).read_text().splitlines() + [""], 1):
-        line = raw.strip()
-        if line.startswith("#~"):
-            continue
-        if not line or (line.startswith("#") and key):
-            if entry and key:
-                entries.append(entry)
-            entry, key = None, None
-            if not line:
-                continue
-        if entry is None:
-            entry = {"comments": [], "msgid": "", "msgstr": ""}
-        if line.startswith("#"):
-            entry["comments"].append(raw.rstrip())
-        elif line.startswith(("msgid ", "msgstr ")):
-            key, _, value = line.partition(" ")
-            entry[key] = _po_unquote(value)
-        elif line.startswith('"') and key:
-            entry[key] += _po_unquote(line)
-        else:
-            die(f"{path}:{number}: unexpected line in a PO file: {line}")
-    return entries
-
-
-def _po_field(name, text):
-    parts = text.splitlines(keepends=True)
-    if len(parts) <= 1:
-        return [f"{name} {_po_quote(text)}"]
-    return [f'{name} ""'] + [_po_quote(part) for part in parts]
-
-
-def _po_text(entries):
-    lines = []
-    for entry in entries:
-        lines += entry["comments"]
-        lines += _po_field("msgid", entry["msgid"])
-        lines += _po_field("msgstr", entry["msgstr"])
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _po_meta(header):
-    meta = {}
-    for line in header.splitlines():
-        name, sep, value = line.partition(":")
-        if sep:
-            meta[name.strip()] = value.strip()
-    return meta
-
-
-def _write_unless_only_dates(path, text):
-    """Write the file unless only its creation/revision dates would change,
-    so a refresh without new strings leaves git clean."""
-    if path.exists() and _PO_DATES.sub("", path.read_text()) == _PO_DATES.sub("", text):
-        return False
-    path.write_text(text)
-    return True
-
-
-def merge_po(pot_path, po_path):
-    """Merge the template into the catalogue: keep the translations of the
-    msgids still in the template, add the new ones untranslated, drop the
-    obsolete ones; the references and order come from the template."""
-    pot = read_po(pot_path)
-    old = {e["msgid"]: e for e in read_po(po_path)} if po_path.exists() else {}
-    pot_header = next(e for e in pot if e["msgid"] == "")
-    meta = _po_meta(pot_header["msgstr"])
-    old_header = old.get("")
-    if old_header:
-        kept = _po_meta(old_header["msgstr"])
-        kept.pop("POT-Creation-Date", None)
-        meta.update(kept)
-    meta.update({"Language": PO_LANG, "Plural-Forms": "nplurals=1; plural=0;"})
-    meta["Language-Team"] = meta.get("Language-Team") or "Indonesian"
-    header = {
-        "comments": (old_header or pot_header)["comments"],
-        "msgid": "",
-        "msgstr": "".join(f"{name}: {value}\n" for name, value in meta.items()),
-    }
-    merged, untranslated = [header], []
-    for entry in pot:
-        if not entry["msgid"]:
-            continue
-        previous = old.get(entry["msgid"], {"comments": [], "msgstr": ""})
-        # Translator comments ("# ...") stay; the rest follows the template.
-        notes = [c for c in previous["comments"] if c == "#" or c.startswith("# ")]
-        merged.append(
-            {
-                "comments": notes + entry["comments"],
-                "msgid": entry["msgid"],
-                "msgstr": previous["msgstr"],
-            }
-        )
-        if not previous["msgstr"]:
-            untranslated.append(entry["msgid"])
-    obsolete = [m for m in old if m and m not in {e["msgid"] for e in pot}]
-    _write_unless_only_dates(po_path, _po_text(merged))
-    return len(merged) - 1, untranslated, obsolete
 
 
 def cmd_i18n(args):
-    """Export the addon's terms with Odoo's own exporter into
-    i18n/sicantik_connector.pot and merge them into i18n/<lang>.po."""
+    """Export the addon's terms with click-odoo-makepot (Odoo's own exporter)
+    to i18n/sicantik_connector.pot and merge them into each i18n/*.po with
+    gettext's msgmerge: translations kept, new terms added untranslated,
+    obsolete ones dropped."""
     py = ensure_venv()
     odoo, why = ensure_odoo(py)
     why = why or postgres_problem(py)
     if why:
         die(why)
-    paths, _link = addons_path(py)
+    ensure_gettext()
+    paths, link = addons_path(py)
+    # Babel's own deprecation warnings are not the addon's business here.
+    conf = odoo_config(paths, "log_handler = py.warnings:ERROR")
     db = f"sicantik_i18n_{os.getpid()}"
-    exported = CACHE / f"{db}.pot"
-    base = odoo + [
-        "--database", db, "--addons-path", paths, "--data-dir", DATA_DIR,
-        "--http-interface", "127.0.0.1", "--http-port", free_port(),
-        "--max-cron-threads", "0", "--log-level", "warn",
-        "--log-handler", "werkzeug:WARNING", "--log-handler", "py.warnings:ERROR",
-    ]  # fmt: skip
-    drop_db(py, db)
     try:
+        drop_db(py, conf, db)
         say(f"i18n: installing {ADDON} into a throwaway database {db}")
-        step = ["--init", ADDON, "--without-demo", "all", "--stop-after-init"]
-        if run(base + step, cwd=CACHE).returncode != 0:
+        if not click_odoo(
+            py, "initdb", conf, "--new-database", db, "--modules", ADDON,
+            "--no-demo", "--no-cache",
+        ):  # fmt: skip
             die(f"installing {ADDON} into {db} failed (see the log above)")
-        say(f"i18n: exporting the terms of {ADDON} with Odoo's exporter")
-        export = ["--i18n-export", exported, "--modules", ADDON, "--stop-after-init"]
-        if run(base + export, cwd=CACHE).returncode != 0 or not exported.exists():
-            die("Odoo's translation export failed (see the log above)")
+        say("i18n: exporting the terms (click-odoo-makepot), merging them (msgmerge)")
+        if not click_odoo(
+            py, "makepot", conf, "--database", db, "--addons-dir", link.parent,
+            "--modules", ADDON, "--msgmerge", "--no-fuzzy-matching",
+            "--purge-old-translations",
+            # msgmerge -U would leave an id.po~ backup behind.
+            env=dict(os.environ, VERSION_CONTROL="none"),
+        ):  # fmt: skip
+            die("exporting or merging the translations failed (see above)")
     finally:
-        drop_db(py, db)
-    I18N.mkdir(exist_ok=True)
-    pot = I18N / f"{ADDON}.pot"
-    changed = _write_unless_only_dates(pot, exported.read_text())
-    exported.unlink()
-    po = I18N / f"{PO_LANG}.po"
-    total, untranslated, obsolete = merge_po(pot, po)
-    say(
-        f"i18n: {pot.relative_to(ROOT)} {'updated' if changed else 'unchanged'}; "
-        f"{po.relative_to(ROOT)}: {total} entries, {len(untranslated)} "
-        f"untranslated, {len(obsolete)} obsolete dropped"
-    )
-    for msgid in untranslated:
-        say(f"  untranslated: {msgid[:100]!r}")
+        drop_db(py, conf, db)
+        conf.unlink(missing_ok=True)
+    for po in sorted(I18N.glob("*.po")):
+        stats = run(
+            ["msgfmt", "--statistics", "--output-file", os.devnull, po],
+            capture_output=True,
+            text=True,
+        )
+        say(f"i18n: {po.relative_to(ROOT)}: {stats.stderr.strip()}")
+        untranslated = run(
+            ["msgattrib", "--untranslated", "--no-obsolete", "--no-wrap", po],
+            capture_output=True,
+            text=True,
+        ).stdout
+        for line in untranslated.splitlines():
+            if line.startswith('msgid "') and line != 'msgid ""':
+                say(f"  untranslated: {line[6:106]}")
     return 0
 
 

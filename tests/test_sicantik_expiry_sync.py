@@ -192,7 +192,15 @@ class TestSicantikExpirySync(SicantikSandboxCase):
             expired = Permit.search(
                 [
                     ("id", "in", (soon | later | revoked).ids),
-                    ("expiry_date", "<", fields.Date.context_today(Permit)),
+                    # The office's day (17:00 UTC is already tomorrow in
+                    # Jakarta): the same day the job counts in.
+                    (
+                        "expiry_date",
+                        "<",
+                        fields.Date.context_today(
+                            Permit.with_context(tz=self.config.tz)
+                        ),
+                    ),
                 ]
             )
             self.assertEqual(expired, soon | revoked)

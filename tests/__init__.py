@@ -14,4 +14,5 @@ from . import test_expiry_rules
 from . import test_migration
 from . import test_companies
 from . import test_hostile_records
+from . import test_hostile_property
 from . import test_sicantik_whatsapp_providers

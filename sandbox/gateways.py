@@ -49,26 +49,23 @@ Pure standard library, no Odoo import; starts in a few milliseconds::
         FonnteGateway(gw.fonnte_token, base_url=gw.url).send(...)
 """
 
-import contextlib
 import email.parser
 import email.policy
 import itertools
 import json
 import re
 import secrets
-import socket
-import socketserver
 import threading
 import time
 from dataclasses import dataclass, field, replace
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+from .loopback import Drop, LoopbackHandler, LoopbackServer
 
 GATEWAYS = ("meta", "fonnte", "waha", "webhook")
 # Answer queues: one per gateway's sending route, plus WAHA's number check.
 QUEUES = (*GATEWAYS, "waha-check")
-MAX_REQUEST_BODY = 1024 * 1024
 DEFAULT_HANG = 5.0
 DEFAULT_WEBHOOK_PATH = "/hooks/whatsapp"
 WAHA_ENGINES = ("WEBJS", "NOWEB", "GOWS")
@@ -219,81 +216,13 @@ class _Outcome:
     messages: list = field(default_factory=list)  # what the gateway takes
 
 
-class _Drop(Exception):
-    """Leave the request unanswered and close the connection."""
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
-    def __init__(self, address, owner):
-        self.owner = owner
-        self._open = set()
-        self._open_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def server_bind(self):
-        # HTTPServer.server_bind does a reverse DNS lookup that can take seconds
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
-
-    def process_request_thread(self, request, client_address):
-        with self._open_lock:
-            self._open.add(request)
-        try:
-            return super().process_request_thread(request, client_address)
-        finally:
-            with self._open_lock:
-                self._open.discard(request)
-
-    def handle_error(self, request, client_address):
-        if not self.owner.verbose:
-            return None
-        return super().handle_error(request, client_address)
-
-    def close_connections(self):
-        """Wake idle keep-alive connection threads so they end."""
-        with self._open_lock:
-            requests = list(self._open)
-        for request in requests:
-            with contextlib.suppress(OSError):
-                request.shutdown(socket.SHUT_RDWR)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(LoopbackHandler):
     server_version = "gateway-sandbox"
-    sys_version = ""
-    disable_nagle_algorithm = True
-
-    def handle(self):
-        try:
-            return super().handle()
-        except (_Drop, OSError):
-            # a fault hung up, the client left, or the server is stopping
-            self.close_connection = True
-            return None
-
-    def log_message(self, fmt, *args):
-        if not self.server.owner.verbose:
-            return None
-        return super().log_message(fmt, *args)
 
     def do_GET(self):
         self._dispatch()
 
     do_POST = do_PUT = do_DELETE = do_GET
-
-    def _read_body(self):
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if not 0 <= length <= MAX_REQUEST_BODY:
-            self.close_connection = True
-            return b""
-        return self.rfile.read(length) if length else b""
 
     def _dispatch(self):
         body = self._read_body()
@@ -360,7 +289,7 @@ def _decode_fields(content_type, body):
     return {}
 
 
-class GatewayServer:
+class GatewayServer(LoopbackServer):
     """WhatsApp gateways on loopback: ``start()``/``stop()`` or a ``with`` block.
 
     Credentials are random per server unless given: clients read them from
@@ -369,6 +298,10 @@ class GatewayServer:
     ``webhook_headers`` (pass ``{}``: a webhook without authentication).
     Every gateway lives under :attr:`url`; the webhook at :attr:`webhook_url`.
     """
+
+    handler_class = _Handler
+    thread_name = "gateway-sandbox"
+    already_running = "the gateway sandbox is already running"
 
     def __init__(
         self,
@@ -384,9 +317,7 @@ class GatewayServer:
         webhook_headers=None,
         verbose=False,
     ):
-        self.host = host
-        self.port = port
-        self.verbose = verbose
+        super().__init__(host, port, verbose)
         self.meta_token = meta_token or f"EAAG{secrets.token_hex(16)}"
         self.meta_phone_number_id = meta_phone_number_id
         self.fonnte_token = fonnte_token or secrets.token_urlsafe(15)
@@ -405,47 +336,8 @@ class GatewayServer:
         self._messages = []
         self._ids = itertools.count(1)
         self._generation = 0
-        self._stopping = threading.Event()
-        self._httpd = None
-        self._thread = None
 
-    # -- lifecycle ---------------------------------------------------------
-    def start(self):
-        if self._httpd is not None:
-            raise RuntimeError("the gateway sandbox is already running")
-        self._stopping.clear()
-        self._httpd = _HTTPServer((self.host, self.port), self)
-        self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="gateway-sandbox",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self, timeout=5.0):
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        self._stopping.set()  # ends hangs at once
-        httpd.shutdown()
-        httpd.close_connections()
-        httpd.server_close()
-        self._thread.join(timeout)
-        self._thread = None
-
-    def __enter__(self):
-        return self if self._httpd is not None else self.start()
-
-    def __exit__(self, *exc_info):
-        self.stop()
-
-    @property
-    def running(self):
-        return self._httpd is not None
-
+    # -- addresses ---------------------------------------------------------
     @property
     def url(self):
         """``http://127.0.0.1:port``: the base URL of Meta, Fonnte and WAHA."""
@@ -546,13 +438,13 @@ class GatewayServer:
         if answer.close:
             self._record(request, None, outcome.messages if answer.deliver else ())
             handler.close_connection = True
-            raise _Drop
+            raise Drop
         delivered = outcome.messages if answer.delivers(outcome.status < 300) else ()
         if answer.hang:
             # the gateway took the message, then is slow to say so
             slot = self._record(request, None, delivered)
             if self._stopping.wait(answer.hang):
-                raise _Drop
+                raise Drop
             self._set_status(slot, outcome.status)
         else:
             self._record(request, outcome.status, delivered)

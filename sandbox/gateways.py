@@ -263,6 +263,18 @@ def _phrase(status):
         return "Error"
 
 
+def _meta_template_fields(data):
+    """(name, language code, body parameters) of a Meta template message."""
+    body = data.get("template") or {}
+    params = tuple(
+        p.get("text")
+        for c in body.get("components") or ()
+        if c.get("type") == "body"
+        for p in c.get("parameters") or ()
+    )
+    return body.get("name"), (body.get("language") or {}).get("code"), params
+
+
 def _decode_fields(content_type, body):
     """JSON object, urlencoded or multipart form fields; {} when neither."""
     kind = content_type.split(";")[0].strip().lower()
@@ -490,7 +502,47 @@ class GatewayServer(LoopbackServer):
         return _Outcome(status, {"error": error})
 
     def _meta_send(self, request, answer, knobs):
-        version, phone_id = request.path.strip("/").split("/")[:2]
+        refused = self._meta_queued_error(answer) or self._meta_check_access(request)
+        if refused:
+            return refused
+        data = request.fields
+        to = str(data.get("to") or "").lstrip("+")
+        kind = data.get("type")
+        if (
+            data.get("messaging_product") != "whatsapp"
+            or not to.isdigit()
+            or kind not in ("text", "template")
+        ):
+            return self._meta_error(
+                400, 100, "(#100) Invalid parameter", subcode=2494010
+            )
+        template, params, text = None, (), None
+        if kind == "template":
+            template, language, params = _meta_template_fields(data)
+            refused = self._meta_check_template(template, language, params, knobs)
+        else:
+            text = ((data.get("text") or {}).get("body")) or None
+            if not text:
+                refused = self._meta_error(
+                    400, 131008, "(#131008) Required parameter is missing"
+                )
+        if refused:
+            return refused
+        if answer.invalid_number or to in knobs["invalid_numbers"]:
+            return self._meta_error(400, 131026, "(#131026) Message Undeliverable.")
+        message = Message(
+            "meta",
+            to,
+            text,
+            template,
+            params,
+            f"wamid.HBgM{to}FQIAERgS{self._next_id():016X}",
+            data.get("biz_opaque_callback_data"),
+        )
+        return self._meta_accepted(data.get("to"), message)
+
+    def _meta_queued_error(self, answer):
+        """The outcome of a queued error answer; None for a normal one."""
         if answer.body is not None or (answer.status and answer.code is None):
             code, text = _META_STATUS_ERRORS.get(
                 answer.status or 200, (131000, "Something went wrong")
@@ -505,6 +557,11 @@ class GatewayServer(LoopbackServer):
             if answer.retry_after is not None:
                 outcome.headers.append(("Retry-After", answer.retry_after))
             return outcome
+        return None
+
+    def _meta_check_access(self, request):
+        """Token, API version and phone number id of the path; None when fine."""
+        version, phone_id = request.path.strip("/").split("/")[:2]
         if request.headers.get("authorization") != f"Bearer {self.meta_token}":
             return self._meta_error(401, *_META_STATUS_ERRORS[401])
         if not _META_VERSION.fullmatch(version):
@@ -518,84 +575,48 @@ class GatewayServer(LoopbackServer):
                 f"does not support this operation.",
                 subcode=33,
             )
-        data = request.fields
-        to = str(data.get("to") or "").lstrip("+")
-        kind = data.get("type")
-        if (
-            data.get("messaging_product") != "whatsapp"
-            or not to.isdigit()
-            or kind not in ("text", "template")
-        ):
-            return self._meta_error(
-                400, 100, "(#100) Invalid parameter", subcode=2494010
+        return None
+
+    @classmethod
+    def _meta_check_template(cls, template, language, params, knobs):
+        """Meta's refusal of a template message; None when it is accepted."""
+        if not template or not language:
+            return cls._meta_error(
+                400, 131008, "(#131008) Required parameter is missing"
             )
-        template, params, text = None, (), None
-        if kind == "template":
-            body = data.get("template") or {}
-            template = body.get("name")
-            language = (body.get("language") or {}).get("code")
-            params = tuple(
-                p.get("text")
-                for c in body.get("components") or ()
-                if c.get("type") == "body"
-                for p in c.get("parameters") or ()
+        known = knobs["meta_templates"]
+        if known is not None and template not in known:
+            return cls._meta_error(
+                404,
+                132001,
+                f"(#132001) Template name does not exist in the translation "
+                f"(template {template} in {language})",
             )
-            if not template or not language:
-                return self._meta_error(
-                    400, 131008, "(#131008) Required parameter is missing"
-                )
-            known = knobs["meta_templates"]
-            if known is not None and template not in known:
-                return self._meta_error(
-                    404,
-                    132001,
-                    f"(#132001) Template name does not exist in the translation "
-                    f"(template {template} in {language})",
-                )
-            if known is not None and known[template] != len(params):
-                return self._meta_error(
-                    400,
-                    132000,
-                    "(#132000) Number of parameters does not match the expected "
-                    "number of params",
-                )
-            if any(not p or "\n" in p or "\t" in p or "     " in p for p in params):
-                return self._meta_error(
-                    400,
-                    132018,
-                    "(#132018) There was an issue with the parameters in your "
-                    "template.",
-                )
-        else:
-            text = ((data.get("text") or {}).get("body")) or None
-            if not text:
-                return self._meta_error(
-                    400, 131008, "(#131008) Required parameter is missing"
-                )
-        if answer.invalid_number or to in knobs["invalid_numbers"]:
-            return self._meta_error(
+        if known is not None and known[template] != len(params):
+            return cls._meta_error(
                 400,
-                131026,
-                "(#131026) Message Undeliverable.",
+                132000,
+                "(#132000) Number of parameters does not match the expected "
+                "number of params",
             )
-        message_id = f"wamid.HBgM{to}FQIAERgS{self._next_id():016X}"
-        result = {"id": message_id}
-        if template:
+        if any(not p or "\n" in p or "\t" in p or "     " in p for p in params):
+            return cls._meta_error(
+                400,
+                132018,
+                "(#132018) There was an issue with the parameters in your " "template.",
+            )
+        return None
+
+    @staticmethod
+    def _meta_accepted(given_to, message):
+        result = {"id": message.message_id}
+        if message.template:
             result["message_status"] = "accepted"
-        message = Message(
-            "meta",
-            to,
-            text,
-            template,
-            params,
-            message_id,
-            data.get("biz_opaque_callback_data"),
-        )
         return _Outcome(
             200,
             {
                 "messaging_product": "whatsapp",
-                "contacts": [{"input": data.get("to"), "wa_id": to}],
+                "contacts": [{"input": given_to, "wa_id": message.to}],
                 "messages": [result],
             },
             messages=[message],

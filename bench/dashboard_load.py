@@ -15,6 +15,8 @@ import math
 import statistics
 import time
 
+from bench.common import OdooDatabase, new_connector
+
 NEEDS_ODOO = True  # skipped where make bench finds no Odoo
 NAME = "dashboard_load"
 PERMITS = 100_000
@@ -28,9 +30,7 @@ BOUND_SECONDS = 1.0
 def _fill(env):
     from odoo.tools import SQL
 
-    config = env["sicantik.config"].create(
-        {"name": "bench dashboard", "api_url": "http://127.0.0.1:9/backoffice/api"}
-    )
+    config = new_connector(env, "bench dashboard")
     types = env["sicantik.permit.type"].create(
         [{"name": f"JENIS IZIN {i:02d}", "config_id": config.id} for i in range(TYPES)]
     )
@@ -142,8 +142,6 @@ def _measure(odb):
 
 
 def run():
-    from bench.permit_sync import OdooDatabase
-
     with OdooDatabase("bench_dashboard") as odb:
         with odb.env() as env:
             _fill(env)

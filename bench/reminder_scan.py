@@ -12,6 +12,8 @@ import random
 import time
 from datetime import timedelta
 
+from bench.common import OdooDatabase, new_connector
+
 NEEDS_ODOO = True  # skipped where make bench finds no Odoo
 NAME = "reminder_scan"
 PERMITS = 50_000
@@ -24,9 +26,7 @@ def _fill(env):
     """Holders and permits, written in bulk (the sync is not what is measured)."""
     from odoo.addons.sicantik_connector.models.bulk_sql import bulk_insert
 
-    config = env["sicantik.config"].create(
-        {"name": "bench reminders", "api_url": "http://127.0.0.1:9/api"}
-    )
+    config = new_connector(env, "bench reminders")
     partners = env["res.partner"].create(
         [
             {"name": f"Holder {i}", "whatsapp_number": f"0812{i:08d}"}
@@ -69,8 +69,6 @@ def _check(odb):
 
 
 def run():
-    from bench.permit_sync import OdooDatabase
-
     with OdooDatabase("bench_reminders") as odb:
         with odb.env() as env:
             _fill(env)

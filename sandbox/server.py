@@ -1,4 +1,4 @@
-"""The sandbox HTTP server: routing, faults, statistics and lifecycle."""
+"""The SICANTIK sandbox: routing, faults and statistics (sockets: loopback.py)."""
 
 import gzip
 import json

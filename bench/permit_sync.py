@@ -34,18 +34,18 @@ class PageQueryProbe:
         self.marks = []
 
     def __enter__(self):
-        from odoo.addons.sicantik_connector.models.sicantik_config import (
-            SicantikConfig,
+        from odoo.addons.sicantik_connector.models.sicantik_job_mixin import (
+            SicantikJobMixin,
         )
 
-        original = SicantikConfig._commit_progress
+        original = SicantikJobMixin._job_commit
         marks = self.marks
 
-        def probe(config, done, remaining):
-            original(config, done, remaining)
-            marks.append((id(config.env.cr), config.env.cr.sql_log_count))
+        def probe(job, done=None, remaining=None):
+            original(job, done, remaining)
+            marks.append((id(job.env.cr), job.env.cr.sql_log_count))
 
-        self._patch = patch.object(SicantikConfig, "_commit_progress", probe)
+        self._patch = patch.object(SicantikJobMixin, "_job_commit", probe)
         self._patch.start()
         return self
 

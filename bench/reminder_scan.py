@@ -3,7 +3,7 @@
 50,000 permits with expiry dates spread from a month past to a year ahead,
 their holders reachable on WhatsApp, are written straight into a fresh
 database. The measured step is the whole scheduled job
-(``_cron_check_expiring``: select the due reminders and queue them), then the
+(``_cron_queue_reminders``: select the due reminders and queue them), then the
 same job right after, which must queue nothing. Bound 15 s;
 ratio = 15 / first run.
 """
@@ -62,7 +62,7 @@ def _check(odb):
     with odb.env() as env:
         before = env["sicantik.notification"].search_count([])
         started = time.perf_counter()
-        env["sicantik.permit"]._cron_check_expiring()
+        env["sicantik.notification"]._cron_queue_reminders()
         env.cr.commit()
         elapsed = time.perf_counter() - started
         return elapsed, env["sicantik.notification"].search_count([]) - before

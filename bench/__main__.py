@@ -5,7 +5,7 @@ import importlib
 import sys
 
 from bench import BENCHMARKS
-from bench.permit_sync import odoo_settings
+from bench.common import odoo_settings
 
 
 def main(argv=None):

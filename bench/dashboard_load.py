@@ -15,6 +15,8 @@ import math
 import statistics
 import time
 
+from bench.common import OdooDatabase, new_connector
+
 NEEDS_ODOO = True  # skipped where make bench finds no Odoo
 NAME = "dashboard_load"
 PERMITS = 100_000
@@ -26,19 +28,33 @@ BOUND_SECONDS = 1.0
 
 
 def _fill(env):
-    from odoo.tools import SQL
-
-    config = env["sicantik.config"].create(
-        {"name": "bench dashboard", "api_url": "http://127.0.0.1:9/backoffice/api"}
-    )
+    """Permits, sync logs and reminders, written in bulk; then the states."""
+    config = new_connector(env, "bench dashboard")
     types = env["sicantik.permit.type"].create(
         [{"name": f"JENIS IZIN {i:02d}", "config_id": config.id} for i in range(TYPES)]
     )
     today = config._today()
     env.flush_all()
-    cr = env.cr
-    # Skewed type sizes (a squared hash) and dates spread over three years by
-    # a multiplicative hash of the row number.
+    _insert_permits(env.cr, config, types, today)
+    env["sicantik.permit"]._update_expiry_states(config, today)
+    env.cr.execute(
+        "UPDATE sicantik_permit SET status = 'revoked' WHERE mod(id, 97) = 0 "
+        "AND config_id = %s",
+        (config.id,),
+    )
+    _insert_sync_logs(env.cr, config)
+    if "sicantik.notification" in env:
+        _insert_reminders(env.cr, config)
+    # As autovacuum would have it on a database this size.
+    env.cr.execute("ANALYZE sicantik_permit, sicantik_sync_log")
+    env.invalidate_all()
+
+
+def _insert_permits(cr, config, types, today):
+    """Skewed type sizes (a squared hash); expiry dates spread over three
+    years by a multiplicative hash of the row number, one in 19 undated."""
+    from odoo.tools import SQL
+
     cr.execute(
         SQL(
             """
@@ -65,12 +81,12 @@ def _fill(env):
             permits=PERMITS,
         )
     )
-    env["sicantik.permit"]._update_expiry_states(config, today)
-    cr.execute(
-        "UPDATE sicantik_permit SET status = 'revoked' WHERE mod(id, 97) = 0 "
-        "AND config_id = %s",
-        (config.id,),
-    )
+
+
+def _insert_sync_logs(cr, config):
+    """90 days of 15-minute runs, one in 41 failed."""
+    from odoo.tools import SQL
+
     cr.execute(
         SQL(
             """
@@ -96,31 +112,33 @@ def _fill(env):
             logs=LOGS,
         )
     )
-    if "sicantik.notification" in env:
-        cr.execute(
-            SQL(
-                """
-                INSERT INTO sicantik_notification (
-                    permit_id, config_id, company_id, stage, expiry_date, state,
-                    sent_at, create_uid, write_uid, create_date, write_date)
-                SELECT id, config_id, company_id, 30, expiry_date,
-                       CASE WHEN mod(id, 13) = 0 THEN 'failed' ELSE 'sent' END,
-                       CASE WHEN mod(id, 13) = 0 THEN NULL
-                            ELSE (now() at time zone 'UTC')
-                                 - mod(id, 60) * interval '1 day'
-                       END,
-                       1, 1, now() at time zone 'UTC', now() at time zone 'UTC'
-                  FROM sicantik_permit
-                 WHERE config_id = %(config)s AND expiry_date IS NOT NULL
-                 LIMIT %(reminders)s
-                """,
-                config=config.id,
-                reminders=REMINDERS,
-            )
+
+
+def _insert_reminders(cr, config):
+    """A sent (or, one in 13, failed) 30-day reminder per dated permit."""
+    from odoo.tools import SQL
+
+    cr.execute(
+        SQL(
+            """
+            INSERT INTO sicantik_notification (
+                permit_id, config_id, company_id, stage, expiry_date, state,
+                sent_at, create_uid, write_uid, create_date, write_date)
+            SELECT id, config_id, company_id, 30, expiry_date,
+                   CASE WHEN mod(id, 13) = 0 THEN 'failed' ELSE 'sent' END,
+                   CASE WHEN mod(id, 13) = 0 THEN NULL
+                        ELSE (now() at time zone 'UTC')
+                             - mod(id, 60) * interval '1 day'
+                   END,
+                   1, 1, now() at time zone 'UTC', now() at time zone 'UTC'
+              FROM sicantik_permit
+             WHERE config_id = %(config)s AND expiry_date IS NOT NULL
+             LIMIT %(reminders)s
+            """,
+            config=config.id,
+            reminders=REMINDERS,
         )
-    # As autovacuum would have it on a database this size.
-    cr.execute("ANALYZE sicantik_permit, sicantik_sync_log")
-    env.invalidate_all()
+    )
 
 
 def _measure(odb):
@@ -142,8 +160,6 @@ def _measure(odb):
 
 
 def run():
-    from bench.permit_sync import OdooDatabase
-
     with OdooDatabase("bench_dashboard") as odb:
         with odb.env() as env:
             _fill(env)

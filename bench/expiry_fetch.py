@@ -73,6 +73,7 @@ def run():
         wrong = _mismatches(server.dataset, results)
     bound = PERMITS / RATE_LIMIT
     ratio = bound / elapsed
+    # peak_rate: the most arrivals in any 1 s window, not per whole second
     violations = 1 if stats["peak_rate"] > RATE_LIMIT else 0
     line = (
         f"{NAME}: permits={PERMITS} requests={stats['requests']} "

@@ -3,7 +3,7 @@
 50,000 permits with expiry dates spread from a month past to a year ahead,
 their holders reachable on WhatsApp, are written straight into a fresh
 database. The measured step is the whole scheduled job
-(``_cron_check_expiring``: select the due reminders and queue them), then the
+(``_cron_queue_reminders``: select the due reminders and queue them), then the
 same job right after, which must queue nothing. Bound 15 s;
 ratio = 15 / first run.
 """
@@ -11,6 +11,8 @@ ratio = 15 / first run.
 import random
 import time
 from datetime import timedelta
+
+from bench.common import OdooDatabase, new_connector
 
 NEEDS_ODOO = True  # skipped where make bench finds no Odoo
 NAME = "reminder_scan"
@@ -24,9 +26,7 @@ def _fill(env):
     """Holders and permits, written in bulk (the sync is not what is measured)."""
     from odoo.addons.sicantik_connector.models.bulk_sql import bulk_insert
 
-    config = env["sicantik.config"].create(
-        {"name": "bench reminders", "api_url": "http://127.0.0.1:9/api"}
-    )
+    config = new_connector(env, "bench reminders")
     partners = env["res.partner"].create(
         [
             {"name": f"Holder {i}", "whatsapp_number": f"0812{i:08d}"}
@@ -62,15 +62,13 @@ def _check(odb):
     with odb.env() as env:
         before = env["sicantik.notification"].search_count([])
         started = time.perf_counter()
-        env["sicantik.permit"]._cron_check_expiring()
+        env["sicantik.notification"]._cron_queue_reminders()
         env.cr.commit()
         elapsed = time.perf_counter() - started
         return elapsed, env["sicantik.notification"].search_count([]) - before
 
 
 def run():
-    from bench.permit_sync import OdooDatabase
-
     with OdooDatabase("bench_reminders") as odb:
         with odb.env() as env:
             _fill(env)

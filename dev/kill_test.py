@@ -25,7 +25,6 @@ import faulthandler
 import json
 import os
 import random
-import shlex
 import signal
 import socket
 import subprocess
@@ -40,6 +39,7 @@ from psycopg2 import sql
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import odoo_settings  # noqa: E402
 from sandbox import SandboxServer  # noqa: E402
 from sandbox.data import ZERO_DATE  # noqa: E402
 from sandbox.gateways import GatewayServer  # noqa: E402
@@ -461,17 +461,6 @@ def check(ctx):
     }
 
 
-def odoo_settings():
-    cmd = os.environ.get("SICANTIK_ODOO_CMD")
-    paths = os.environ.get("SICANTIK_ADDONS_PATH")
-    if not cmd or not paths:
-        raise SystemExit(
-            "kill-test: run it with `make kill-test` (python3 dev/devtool.py "
-            "kill-test), which finds Odoo 18 and PostgreSQL first"
-        )
-    return shlex.split(cmd), paths, os.environ.get("SICANTIK_DATA_DIR") or ""
-
-
 def drop(name):
     conn = psycopg2.connect(dbname="postgres")
     conn.autocommit = True
@@ -484,40 +473,47 @@ def drop(name):
     conn.close()
 
 
-def main():
+def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--kills", type=int, default=20, help="per job")
     parser.add_argument("--permits", type=int, default=3000)
     parser.add_argument("--keep", action="store_true", help="keep the database")
-    args = parser.parse_args()
-    faulthandler.register(signal.SIGUSR1)  # a stack dump on demand, if stuck
-    started = time.monotonic()
-    odoo, paths, data_dir = odoo_settings()
-    name = f"sicantik_kill_{os.getpid()}"
-    base = [*odoo, "--database", name, "--addons-path", paths]
-    base += ["--data-dir", data_dir] if data_dir else []
-    logfile = CACHE / f"{name}.log"
-    sandbox = SandboxServer(permits=args.permits, seed=args.seed).start()
-    sandbox.configure(latency=0.05, jitter=0.02)
-    gateway = GatewayServer().start()
-    db = Database(name)
-    drop(name)
-    try:
-        say(f"kill-test: installing {ADDON} into {name} (log: {logfile})")
-        with open(logfile, "a") as log:
+    return parser.parse_args()
+
+
+class Odoo(NamedTuple):
+    """How to start Odoo on the test's database, and where it logs."""
+
+    cmd: list  # odoo-bin and the interpreter before it
+    name: str  # the database
+    paths: str  # addons path
+    data_dir: str
+    logfile: Path
+
+    def options(self):
+        extra = ["--data-dir", self.data_dir] if self.data_dir else []
+        return ["--database", self.name, "--addons-path", self.paths, *extra]
+
+    def install(self):
+        say(f"kill-test: installing {ADDON} into {self.name} (log: {self.logfile})")
+        with open(self.logfile, "a") as log:
             install = subprocess.run(
-                [*base, "--init", ADDON, "--without-demo", "all",
-                 "--stop-after-init", "--no-http", "--max-cron-threads", "0",
-                 "--log-level", "warn", "--logfile", str(logfile)],
+                [*self.cmd, *self.options(), "--init", ADDON, "--without-demo",
+                 "all", "--stop-after-init", "--no-http", "--max-cron-threads",
+                 "0", "--log-level", "warn", "--logfile", str(self.logfile)],
                 stdout=log, stderr=subprocess.STDOUT, cwd=CACHE, check=False,
             )  # fmt: skip
         if install.returncode:
-            raise SystemExit(f"kill-test: installing {ADDON} failed, see {logfile}")
+            raise SystemExit(
+                f"kill-test: installing {ADDON} failed, see {self.logfile}"
+            )
+
+    def set_up(self, sandbox, gateway):
+        """Run SETUP in ``odoo-bin shell``: {"config": id, "crons": {...}}."""
         shell = subprocess.run(
-            [*odoo, "shell", "--database", name, "--addons-path", paths,
-             "--no-http", "--log-level", "warn", "--logfile", str(logfile)]
-            + (["--data-dir", data_dir] if data_dir else []),
+            [*self.cmd, "shell", *self.options(), "--no-http", "--log-level",
+             "warn", "--logfile", str(self.logfile)],
             input=SETUP.format(
                 url=sandbox.url,
                 webhook_url=gateway.webhook_url,
@@ -530,70 +526,112 @@ def main():
         )
         if not line:
             raise SystemExit(f"kill-test: set-up failed:\n{shell.stderr[-2000:]}")
-        setup = json.loads(line.split(" ", 1)[1])
+        return json.loads(line.split(" ", 1)[1])
+
+    def server(self):
+        """The server that is killed: two cron workers, only this database."""
+        return OdooServer(
+            [*self.cmd, *self.options(), "--http-interface", "127.0.0.1",
+             "--http-port", str(free_port()), "--max-cron-threads", "2",
+             "--limit-time-real-cron", "120", "--db-filter", f"^{self.name}$",
+             "--log-level", "warn", "--logfile", str(self.logfile)],
+            self.logfile,
+        )  # fmt: skip
+
+
+def run_jobs(ctx, rng, kills_per_job):
+    """Every job of JOBS in turn; returns (kills during jobs, jobs deactivated)."""
+    total = deactivated = 0
+    for job in JOBS:
+        kills, late, alive = run_job(ctx, job, rng, kills_per_job)
+        total += kills
+        deactivated += not alive
+        say(
+            f"{job.name}: {kills} kills during the job"
+            + (f" ({late} more after it had ended)" if late else "")
+            + f", then finished; its schedule {'active' if alive else 'OFF'}"
+        )
+    return total, deactivated
+
+
+def report(ctx, total, deactivated, started):
+    """Print the figures; returns what went wrong (empty: nothing)."""
+    delivered, doubles, unknown = double_sends(ctx)
+    say(
+        f"reminders: {delivered} delivered to the gateway, {unknown} left as "
+        "outcome unknown for staff (killed between claim and answer)"
+    )
+    figures = check(ctx)
+    elapsed = time.monotonic() - started
+    for pid, got, expected in figures["mismatches"][:10]:
+        say(f"  expiry mismatch {pid}: stored {got}, sandbox {expected}")
+    say(
+        f"checks: {figures['served']} permits served, expiry mismatches="
+        f"{len(figures['mismatches'])} unknown permits={figures['extra']} "
+        f"rows left running={figures['running']} runs closed as interrupted="
+        f"{figures['interrupted']} jobs deactivated={deactivated} "
+        f"in {elapsed:.0f} s"
+    )
+    say(
+        f"kills survived={total} permits lost={figures['lost']} "
+        f"duplicates={figures['duplicates']} double sends={doubles}"
+    )
+    problems = {
+        "permits lost": figures["lost"],
+        "unknown permits": figures["extra"],
+        "duplicates": figures["duplicates"],
+        "expiry mismatches": len(figures["mismatches"]),
+        "rows left running": figures["running"],
+        "double sends": doubles,
+        "no reminder delivered": not delivered,
+        "jobs deactivated": deactivated,
+    }
+    return [what for what, value in problems.items() if value]
+
+
+def main():
+    args = parse_args()
+    faulthandler.register(signal.SIGUSR1)  # a stack dump on demand, if stuck
+    started = time.monotonic()
+    settings = odoo_settings()
+    if settings is None:
+        raise SystemExit(
+            "kill-test: run it with `make kill-test` (python3 dev/devtool.py "
+            "kill-test), which finds Odoo 18 and PostgreSQL first"
+        )
+    cmd, paths, data_dir = settings
+    name = f"sicantik_kill_{os.getpid()}"
+    odoo = Odoo(cmd, name, paths, data_dir, CACHE / f"{name}.log")
+    sandbox = SandboxServer(permits=args.permits, seed=args.seed).start()
+    sandbox.configure(latency=0.05, jitter=0.02)
+    gateway = GatewayServer().start()
+    db = Database(name)
+    drop(name)
+    try:
+        odoo.install()
+        setup = odoo.set_up(sandbox, gateway)
         db.open()
         # Only the addon's jobs run: nothing else competes for the workers.
         db.rows(
             "UPDATE ir_cron SET active = false WHERE NOT (id = ANY(%s))",
             (list(setup["crons"].values()),),
         )
-        server = OdooServer(
-            [*base, "--http-interface", "127.0.0.1", "--http-port", str(free_port()),
-             "--max-cron-threads", "2", "--limit-time-real-cron", "120",
-             "--db-filter", f"^{name}$", "--log-level", "warn",
-             "--logfile", str(logfile)],
-            logfile,
-        )  # fmt: skip
-        ctx = Context(db, server, sandbox, gateway, setup["config"], setup["crons"])
-        rng = random.Random(args.seed)
+        ctx = Context(
+            db, odoo.server(), sandbox, gateway, setup["config"], setup["crons"]
+        )
         listed = len({p.pendaftaran_id for p, _who in sandbox.dataset.rows})
         say(
             f"kill-test: sandbox {args.permits} permits ({listed} listed), "
             f"seed {args.seed}, {args.kills} kills per job, 2 cron workers"
         )
-        total = deactivated = 0
-        for job in JOBS:
-            kills, late, alive = run_job(ctx, job, rng, args.kills)
-            total += kills
-            deactivated += not alive
-            say(
-                f"{job.name}: {kills} kills during the job"
-                + (f" ({late} more after it had ended)" if late else "")
-                + f", then finished; its schedule {'active' if alive else 'OFF'}"
-            )
-        delivered, doubles, unknown = double_sends(ctx)
-        say(
-            f"reminders: {delivered} delivered to the gateway, {unknown} left as "
-            "outcome unknown for staff (killed between claim and answer)"
-        )
-        figures = check(ctx)
-        elapsed = time.monotonic() - started
-        for pid, got, expected in figures["mismatches"][:10]:
-            say(f"  expiry mismatch {pid}: stored {got}, sandbox {expected}")
-        say(
-            f"checks: {figures['served']} permits served, expiry mismatches="
-            f"{len(figures['mismatches'])} unknown permits={figures['extra']} "
-            f"rows left running={figures['running']} runs closed as interrupted="
-            f"{figures['interrupted']} jobs deactivated={deactivated} "
-            f"in {elapsed:.0f} s"
-        )
-        say(
-            f"kills survived={total} permits lost={figures['lost']} "
-            f"duplicates={figures['duplicates']} double sends={doubles}"
-        )
-        bad = (
-            figures["lost"]
-            or figures["extra"]
-            or figures["duplicates"]
-            or figures["mismatches"]
-            or figures["running"]
-            or doubles
-            or not delivered
-            or deactivated
-            or total < args.kills * len(JOBS)
-        )
-        if not bad and not args.keep:
-            logfile.unlink(missing_ok=True)
+        total, deactivated = run_jobs(ctx, random.Random(args.seed), args.kills)
+        bad = report(ctx, total, deactivated, started)
+        if total < args.kills * len(JOBS):
+            bad.append("too few kills")
+        if bad:
+            say(f"kill-test: failed: {', '.join(bad)}")
+        elif not args.keep:
+            odoo.logfile.unlink(missing_ok=True)
         return 1 if bad else 0
     finally:
         db.close()

@@ -49,26 +49,23 @@ Pure standard library, no Odoo import; starts in a few milliseconds::
         FonnteGateway(gw.fonnte_token, base_url=gw.url).send(...)
 """
 
-import contextlib
 import email.parser
 import email.policy
 import itertools
 import json
 import re
 import secrets
-import socket
-import socketserver
 import threading
 import time
 from dataclasses import dataclass, field, replace
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+from .loopback import Drop, LoopbackHandler, LoopbackServer
 
 GATEWAYS = ("meta", "fonnte", "waha", "webhook")
 # Answer queues: one per gateway's sending route, plus WAHA's number check.
 QUEUES = (*GATEWAYS, "waha-check")
-MAX_REQUEST_BODY = 1024 * 1024
 DEFAULT_HANG = 5.0
 DEFAULT_WEBHOOK_PATH = "/hooks/whatsapp"
 WAHA_ENGINES = ("WEBJS", "NOWEB", "GOWS")
@@ -219,81 +216,13 @@ class _Outcome:
     messages: list = field(default_factory=list)  # what the gateway takes
 
 
-class _Drop(Exception):
-    """Leave the request unanswered and close the connection."""
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
-    def __init__(self, address, owner):
-        self.owner = owner
-        self._open = set()
-        self._open_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def server_bind(self):
-        # HTTPServer.server_bind does a reverse DNS lookup that can take seconds
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
-
-    def process_request_thread(self, request, client_address):
-        with self._open_lock:
-            self._open.add(request)
-        try:
-            return super().process_request_thread(request, client_address)
-        finally:
-            with self._open_lock:
-                self._open.discard(request)
-
-    def handle_error(self, request, client_address):
-        if not self.owner.verbose:
-            return None
-        return super().handle_error(request, client_address)
-
-    def close_connections(self):
-        """Wake idle keep-alive connection threads so they end."""
-        with self._open_lock:
-            requests = list(self._open)
-        for request in requests:
-            with contextlib.suppress(OSError):
-                request.shutdown(socket.SHUT_RDWR)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(LoopbackHandler):
     server_version = "gateway-sandbox"
-    sys_version = ""
-    disable_nagle_algorithm = True
-
-    def handle(self):
-        try:
-            return super().handle()
-        except (_Drop, OSError):
-            # a fault hung up, the client left, or the server is stopping
-            self.close_connection = True
-            return None
-
-    def log_message(self, fmt, *args):
-        if not self.server.owner.verbose:
-            return None
-        return super().log_message(fmt, *args)
 
     def do_GET(self):
         self._dispatch()
 
     do_POST = do_PUT = do_DELETE = do_GET
-
-    def _read_body(self):
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if not 0 <= length <= MAX_REQUEST_BODY:
-            self.close_connection = True
-            return b""
-        return self.rfile.read(length) if length else b""
 
     def _dispatch(self):
         body = self._read_body()
@@ -334,6 +263,18 @@ def _phrase(status):
         return "Error"
 
 
+def _meta_template_fields(data):
+    """(name, language code, body parameters) of a Meta template message."""
+    body = data.get("template") or {}
+    params = tuple(
+        p.get("text")
+        for c in body.get("components") or ()
+        if c.get("type") == "body"
+        for p in c.get("parameters") or ()
+    )
+    return body.get("name"), (body.get("language") or {}).get("code"), params
+
+
 def _decode_fields(content_type, body):
     """JSON object, urlencoded or multipart form fields; {} when neither."""
     kind = content_type.split(";")[0].strip().lower()
@@ -360,7 +301,7 @@ def _decode_fields(content_type, body):
     return {}
 
 
-class GatewayServer:
+class GatewayServer(LoopbackServer):
     """WhatsApp gateways on loopback: ``start()``/``stop()`` or a ``with`` block.
 
     Credentials are random per server unless given: clients read them from
@@ -369,6 +310,10 @@ class GatewayServer:
     ``webhook_headers`` (pass ``{}``: a webhook without authentication).
     Every gateway lives under :attr:`url`; the webhook at :attr:`webhook_url`.
     """
+
+    handler_class = _Handler
+    thread_name = "gateway-sandbox"
+    already_running = "the gateway sandbox is already running"
 
     def __init__(
         self,
@@ -384,9 +329,7 @@ class GatewayServer:
         webhook_headers=None,
         verbose=False,
     ):
-        self.host = host
-        self.port = port
-        self.verbose = verbose
+        super().__init__(host, port, verbose)
         self.meta_token = meta_token or f"EAAG{secrets.token_hex(16)}"
         self.meta_phone_number_id = meta_phone_number_id
         self.fonnte_token = fonnte_token or secrets.token_urlsafe(15)
@@ -405,47 +348,8 @@ class GatewayServer:
         self._messages = []
         self._ids = itertools.count(1)
         self._generation = 0
-        self._stopping = threading.Event()
-        self._httpd = None
-        self._thread = None
 
-    # -- lifecycle ---------------------------------------------------------
-    def start(self):
-        if self._httpd is not None:
-            raise RuntimeError("the gateway sandbox is already running")
-        self._stopping.clear()
-        self._httpd = _HTTPServer((self.host, self.port), self)
-        self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="gateway-sandbox",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self, timeout=5.0):
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        self._stopping.set()  # ends hangs at once
-        httpd.shutdown()
-        httpd.close_connections()
-        httpd.server_close()
-        self._thread.join(timeout)
-        self._thread = None
-
-    def __enter__(self):
-        return self if self._httpd is not None else self.start()
-
-    def __exit__(self, *exc_info):
-        self.stop()
-
-    @property
-    def running(self):
-        return self._httpd is not None
-
+    # -- addresses ---------------------------------------------------------
     @property
     def url(self):
         """``http://127.0.0.1:port``: the base URL of Meta, Fonnte and WAHA."""
@@ -546,13 +450,13 @@ class GatewayServer:
         if answer.close:
             self._record(request, None, outcome.messages if answer.deliver else ())
             handler.close_connection = True
-            raise _Drop
+            raise Drop
         delivered = outcome.messages if answer.delivers(outcome.status < 300) else ()
         if answer.hang:
             # the gateway took the message, then is slow to say so
             slot = self._record(request, None, delivered)
             if self._stopping.wait(answer.hang):
-                raise _Drop
+                raise Drop
             self._set_status(slot, outcome.status)
         else:
             self._record(request, outcome.status, delivered)
@@ -598,7 +502,47 @@ class GatewayServer:
         return _Outcome(status, {"error": error})
 
     def _meta_send(self, request, answer, knobs):
-        version, phone_id = request.path.strip("/").split("/")[:2]
+        refused = self._meta_queued_error(answer) or self._meta_check_access(request)
+        if refused:
+            return refused
+        data = request.fields
+        to = str(data.get("to") or "").lstrip("+")
+        kind = data.get("type")
+        if (
+            data.get("messaging_product") != "whatsapp"
+            or not to.isdigit()
+            or kind not in ("text", "template")
+        ):
+            return self._meta_error(
+                400, 100, "(#100) Invalid parameter", subcode=2494010
+            )
+        template, params, text = None, (), None
+        if kind == "template":
+            template, language, params = _meta_template_fields(data)
+            refused = self._meta_check_template(template, language, params, knobs)
+        else:
+            text = ((data.get("text") or {}).get("body")) or None
+            if not text:
+                refused = self._meta_error(
+                    400, 131008, "(#131008) Required parameter is missing"
+                )
+        if refused:
+            return refused
+        if answer.invalid_number or to in knobs["invalid_numbers"]:
+            return self._meta_error(400, 131026, "(#131026) Message Undeliverable.")
+        message = Message(
+            "meta",
+            to,
+            text,
+            template,
+            params,
+            f"wamid.HBgM{to}FQIAERgS{self._next_id():016X}",
+            data.get("biz_opaque_callback_data"),
+        )
+        return self._meta_accepted(data.get("to"), message)
+
+    def _meta_queued_error(self, answer):
+        """The outcome of a queued error answer; None for a normal one."""
         if answer.body is not None or (answer.status and answer.code is None):
             code, text = _META_STATUS_ERRORS.get(
                 answer.status or 200, (131000, "Something went wrong")
@@ -613,6 +557,11 @@ class GatewayServer:
             if answer.retry_after is not None:
                 outcome.headers.append(("Retry-After", answer.retry_after))
             return outcome
+        return None
+
+    def _meta_check_access(self, request):
+        """Token, API version and phone number id of the path; None when fine."""
+        version, phone_id = request.path.strip("/").split("/")[:2]
         if request.headers.get("authorization") != f"Bearer {self.meta_token}":
             return self._meta_error(401, *_META_STATUS_ERRORS[401])
         if not _META_VERSION.fullmatch(version):
@@ -626,84 +575,48 @@ class GatewayServer:
                 f"does not support this operation.",
                 subcode=33,
             )
-        data = request.fields
-        to = str(data.get("to") or "").lstrip("+")
-        kind = data.get("type")
-        if (
-            data.get("messaging_product") != "whatsapp"
-            or not to.isdigit()
-            or kind not in ("text", "template")
-        ):
-            return self._meta_error(
-                400, 100, "(#100) Invalid parameter", subcode=2494010
+        return None
+
+    @classmethod
+    def _meta_check_template(cls, template, language, params, knobs):
+        """Meta's refusal of a template message; None when it is accepted."""
+        if not template or not language:
+            return cls._meta_error(
+                400, 131008, "(#131008) Required parameter is missing"
             )
-        template, params, text = None, (), None
-        if kind == "template":
-            body = data.get("template") or {}
-            template = body.get("name")
-            language = (body.get("language") or {}).get("code")
-            params = tuple(
-                p.get("text")
-                for c in body.get("components") or ()
-                if c.get("type") == "body"
-                for p in c.get("parameters") or ()
+        known = knobs["meta_templates"]
+        if known is not None and template not in known:
+            return cls._meta_error(
+                404,
+                132001,
+                f"(#132001) Template name does not exist in the translation "
+                f"(template {template} in {language})",
             )
-            if not template or not language:
-                return self._meta_error(
-                    400, 131008, "(#131008) Required parameter is missing"
-                )
-            known = knobs["meta_templates"]
-            if known is not None and template not in known:
-                return self._meta_error(
-                    404,
-                    132001,
-                    f"(#132001) Template name does not exist in the translation "
-                    f"(template {template} in {language})",
-                )
-            if known is not None and known[template] != len(params):
-                return self._meta_error(
-                    400,
-                    132000,
-                    "(#132000) Number of parameters does not match the expected "
-                    "number of params",
-                )
-            if any(not p or "\n" in p or "\t" in p or "     " in p for p in params):
-                return self._meta_error(
-                    400,
-                    132018,
-                    "(#132018) There was an issue with the parameters in your "
-                    "template.",
-                )
-        else:
-            text = ((data.get("text") or {}).get("body")) or None
-            if not text:
-                return self._meta_error(
-                    400, 131008, "(#131008) Required parameter is missing"
-                )
-        if answer.invalid_number or to in knobs["invalid_numbers"]:
-            return self._meta_error(
+        if known is not None and known[template] != len(params):
+            return cls._meta_error(
                 400,
-                131026,
-                "(#131026) Message Undeliverable.",
+                132000,
+                "(#132000) Number of parameters does not match the expected "
+                "number of params",
             )
-        message_id = f"wamid.HBgM{to}FQIAERgS{self._next_id():016X}"
-        result = {"id": message_id}
-        if template:
+        if any(not p or "\n" in p or "\t" in p or "     " in p for p in params):
+            return cls._meta_error(
+                400,
+                132018,
+                "(#132018) There was an issue with the parameters in your " "template.",
+            )
+        return None
+
+    @staticmethod
+    def _meta_accepted(given_to, message):
+        result = {"id": message.message_id}
+        if message.template:
             result["message_status"] = "accepted"
-        message = Message(
-            "meta",
-            to,
-            text,
-            template,
-            params,
-            message_id,
-            data.get("biz_opaque_callback_data"),
-        )
         return _Outcome(
             200,
             {
                 "messaging_product": "whatsapp",
-                "contacts": [{"input": data.get("to"), "wa_id": to}],
+                "contacts": [{"input": given_to, "wa_id": message.to}],
                 "messages": [result],
             },
             messages=[message],

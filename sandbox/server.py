@@ -1,25 +1,20 @@
-"""The sandbox HTTP server: routing, faults, statistics and lifecycle."""
+"""The SICANTIK sandbox: routing, faults and statistics (sockets: loopback.py)."""
 
-import contextlib
 import gzip
 import json
 import socket
-import socketserver
 import struct
-import threading
-import time
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 from . import api, faults, render
 from .data import generate_dataset
 from .faults import RETRY_AFTER_STATUSES, FaultPlan
+from .loopback import Drop, LoopbackHandler, LoopbackHTTPServer, LoopbackServer
 from .stats import Stats
 
 API_PREFIX = ["backoffice", "api"]
 CONTROL_PREFIX = "/_sandbox/"
-MAX_REQUEST_BODY = 1024 * 1024
 # Used by the xxe/bomb/oversized faults when the dataset lists nothing.
 _FALLBACK_ITEM = {
     "pendaftaran_id": "0000100700012025",
@@ -30,47 +25,14 @@ _FALLBACK_ITEM = {
 }
 
 
-class _Drop(Exception):
-    """Leave the request unanswered and close the connection."""
+class _HTTPServer(LoopbackHTTPServer):
+    """The loopback server, plus a TCP reset on demand for the reset fault."""
 
-
-class _HTTPServer(ThreadingHTTPServer):
-    """One daemon thread per connection, tracked so stop() can end them."""
-
-    daemon_threads = True
     request_queue_size = 1024
 
-    def __init__(self, address, sandbox):
-        self.sandbox = sandbox
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        self._lock = threading.Lock()
-        self._connections = {}
+    def __init__(self, address, handler_class, owner):
         self._resets = set()
-        super().__init__(address, _Handler)
-
-    def server_bind(self):
-        # HTTPServer.server_bind does a reverse DNS lookup that can take seconds.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
-
-    def process_request(self, request, client_address):
-        thread = threading.Thread(
-            target=self._connection_thread,
-            args=(request, client_address),
-            name="sandbox-connection",
-            daemon=True,
-        )
-        with self._lock:
-            self._connections[thread] = request
-        thread.start()
-
-    def _connection_thread(self, request, client_address):
-        try:
-            self.process_request_thread(request, client_address)
-        finally:
-            with self._lock:
-                self._connections.pop(threading.current_thread(), None)
+        super().__init__(address, handler_class, owner)
 
     def reset_on_close(self, request):
         """Make the coming close send a TCP RST instead of a FIN."""
@@ -87,44 +49,12 @@ class _HTTPServer(ThreadingHTTPServer):
             return self.close_request(request)  # shutdown() would send a FIN
         return super().shutdown_request(request)
 
-    def handle_error(self, request, client_address):
-        if not self.sandbox.verbose:
-            return None
-        return super().handle_error(request, client_address)
 
-    def close_connections(self, timeout):
-        """Wake every connection thread (idle keep-alive ones too), join them."""
-        with self._lock:
-            open_now = list(self._connections.items())
-        for _thread, request in open_now:
-            with contextlib.suppress(OSError):  # already closed by its thread
-                request.shutdown(socket.SHUT_RDWR)
-        deadline = time.monotonic() + timeout
-        for thread, _request in open_now:
-            thread.join(max(0.0, deadline - time.monotonic()))
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, so clients can pool
+class _Handler(LoopbackHandler):
     server_version = "Apache"
-    sys_version = ""
-    disable_nagle_algorithm = True
-
-    def handle(self):
-        try:
-            return super().handle()
-        except (_Drop, OSError):
-            # a fault hung up, the client left, or the server is stopping
-            self.close_connection = True
-            return None
 
     def version_string(self):
         return self.server_version
-
-    def log_message(self, fmt, *args):
-        if not self.server.sandbox.verbose:
-            return None
-        return super().log_message(fmt, *args)
 
     def do_GET(self):
         self._route()
@@ -138,14 +68,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             self.close_connection = True  # not worth decoding: answer, hang up
             return b""
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if not 0 <= length <= MAX_REQUEST_BODY:
-            self.close_connection = True
-            return b""
-        return self.rfile.read(length) if length else b""
+        return super()._read_body()
 
     def _head(self, status, content_type, headers, length):
         try:
@@ -202,7 +125,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- control endpoints -------------------------------------------------
 
     def _control(self, name, body):
-        sandbox = self.server.sandbox
+        sandbox = self.server.owner
 
         def parsed(kind, empty):
             value = json.loads(body) if body.strip() else empty
@@ -243,11 +166,11 @@ class _Handler(BaseHTTPRequestHandler):
     # -- API ---------------------------------------------------------------
 
     def _api(self, segments, query):
-        stats = self.server.sandbox._stats
+        stats = self.server.owner._stats
         stats.arrive(api.endpoint_name(segments))
         self._counted = False
         try:
-            decision = self.server.sandbox._faults.decide()
+            decision = self.server.owner._faults.decide()
             if decision.fault is not None:
                 stats.faulted(decision.fault)
             self._api_answer(segments, query, decision)
@@ -258,20 +181,20 @@ class _Handler(BaseHTTPRequestHandler):
     def _done(self, status):
         # Counted before the last write, so a client that has read its answer
         # always finds it in the stats.
-        stats = self.server.sandbox._stats
+        stats = self.server.owner._stats
         stats.answered(status)
         stats.leave()
         self._counted = True
 
     def _api_answer(self, segments, query, decision):
-        sandbox = self.server.sandbox
+        sandbox = self.server.owner
         fault, config = decision.fault, decision.config
         delay = decision.delay + (config["hang_seconds"] if fault == "hang" else 0.0)
         if delay and sandbox._stopping.wait(delay):
-            raise _Drop  # stopping: end the sleep, leave the request unanswered
+            raise Drop  # stopping: end the sleep, leave the request unanswered
         if fault == "reset":
             self.server.reset_on_close(self.connection)
-            raise _Drop
+            raise Drop
         if isinstance(fault, int) or fault == "429-no-retry-after":
             self._status_fault(fault, config)
             return
@@ -341,7 +264,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, body, content_type, headers, cut=cut)
 
     def _sample_items(self, config, count):
-        dataset = self.server.sandbox.dataset
+        dataset = self.server.owner.dataset
         items = [
             dataset.list_item(p, who, config["future_api"])
             for p, who in dataset.rows[:count]
@@ -361,13 +284,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.log_request(200, total)
 
 
-class SandboxServer:
+class SandboxServer(LoopbackServer):
     """A SICANTIK backoffice API on loopback, with fault injection and stats.
 
     ``SandboxServer(permits=1000).start()`` generates a dataset, binds (port 0
     picks a free port) and serves from daemon threads; ``url`` is the API base
     (no trailing slash); ``stop()`` or a ``with`` block ends it.
     """
+
+    handler_class = _Handler
+    http_server_class = _HTTPServer
+    thread_name = "sandbox"
+    already_running = "the sandbox is already running"
 
     def __init__(
         self,
@@ -383,54 +311,13 @@ class SandboxServer:
     ):
         if dataset is None:
             dataset = generate_dataset(permits=permits, seed=seed, today=today)
+        super().__init__(host, port, verbose)
         self.dataset = dataset
-        self.host = host
-        self.port = port
-        self.verbose = verbose
         self._faults = FaultPlan(seed=seed)
         self._faults.configure(future_api=bool(future_api))
         self._stats = Stats()
-        self._stopping = threading.Event()
-        self._httpd = None
-        self._thread = None
 
-    # -- lifecycle ---------------------------------------------------------
-
-    def start(self):
-        if self._httpd is not None:
-            raise RuntimeError("the sandbox is already running")
-        self._stopping.clear()
-        self._httpd = _HTTPServer((self.host, self.port), self)
-        self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},  # bounds how long stop() waits
-            name="sandbox-accept",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self, timeout=5.0):
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        self._stopping.set()  # ends latency and hang sleeps early
-        httpd.shutdown()
-        httpd.close_connections(timeout)
-        httpd.server_close()
-        self._thread.join(timeout)
-        self._thread = None
-
-    def __enter__(self):
-        return self if self._httpd is not None else self.start()
-
-    def __exit__(self, *exc_info):
-        self.stop()
-
-    @property
-    def running(self):
-        return self._httpd is not None
+    # -- addresses ---------------------------------------------------------
 
     @property
     def root_url(self):

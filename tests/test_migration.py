@@ -1,5 +1,8 @@
 import importlib.util
 
+from lxml import etree
+
+from odoo.modules.module import load_manifest
 from odoo.tests import TransactionCase, tagged
 from odoo.tools.misc import file_path
 
@@ -37,3 +40,22 @@ class TestMigration(TransactionCase):
             method = cron.code.removeprefix("model.").removesuffix("()")
             self.assertNotEqual(cron.model_id.model, OLD_CRONS[name][0])
             self.assertTrue(callable(getattr(model, method, None)), cron.code)
+
+
+@tagged("post_install", "-at_install", "sicantik")
+class TestDataFiles(TransactionCase):
+    def test_every_function_the_data_files_call_exists(self):
+        """Demo data is not installed by the test tier: a renamed method
+        called by a data file would only fail in `make run`."""
+        manifest = load_manifest("sicantik_connector")
+        calls = []
+        for rel in manifest["data"] + manifest["demo"]:
+            if rel.endswith(".xml"):
+                tree = etree.parse(file_path(f"sicantik_connector/{rel}"))
+                calls += [
+                    (rel, n.get("model"), n.get("name")) for n in tree.iter("function")
+                ]
+        self.assertTrue(calls)
+        for rel, model, name in calls:
+            with self.subTest(file=rel, call=f"{model}.{name}"):
+                self.assertTrue(callable(getattr(self.env[model], name, None)))

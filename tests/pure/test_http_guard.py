@@ -19,7 +19,7 @@ from tools.http_core import BodyError, BoundedBody
 from tools.sicantik_api import SicantikApi
 from tools.sicantik_exceptions import SicantikServerError, SicantikTimeout
 from tools.whatsapp_exceptions import WhatsappRetryableError, WhatsappUnknownOutcome
-from tools.whatsapp_gateways import FonnteGateway, WahaGateway
+from tools.whatsapp_gateways import FonnteGateway, WahaGateway, WebhookGateway
 
 # 4 s of headers, a byte every 20 ms: far beyond every deadline below
 TRICKLED_HEAD = [(0, b"HTTP/1.1 200 OK\r\n")] + [(0.02, b"X")] * 200
@@ -240,3 +240,38 @@ def test_defaults_keep_the_deadlines_of_before():
     assert (gateway.deadline, gateway.call_deadline) == (5, 5)
     with pytest.raises(Exception, match="deadline"):
         SicantikApi("https://x.test/api", call_deadline=0)
+
+
+# --------------------------------------------------------------------------
+# Error texts repeat no more of a remote body than a short summary
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "status, body",
+    [
+        ("404 Not Found", b'{"error": "' + b"S" * 50_000 + b'"}'),
+        ("500 Internal Server Error", b"S" * 50_000),
+        ("200 OK", b"<xml><" + b"S" * 50_000 + b">"),
+        ("200 OK", b'{"rows": "' + b"S" * 50_000),
+    ],
+)
+def test_sicantik_error_texts_never_repeat_a_remote_body(server, status, body):
+    server.answer(f"HTTP/1.1 {status}", [(0, body)])
+    with api(server) as client:
+        error, _elapsed = timed(client.count_permit_types)
+    assert str(error).count("S") <= 120, str(error)
+    assert len(str(error)) < 400
+
+
+@pytest.mark.parametrize("provider", ["fonnte", "webhook"])
+def test_gateway_error_texts_cut_a_remote_reason(server, provider):
+    long = b"R" * 50_000
+    body = b'{"reason": "' + long + b'", "code": "' + long + b'"}'
+    server.answer("HTTP/1.1 400 Bad Request", [(0, body)])
+    if provider == "fonnte":
+        gateway = FonnteGateway("token-1234", base_url=server.url)
+    else:
+        gateway = WebhookGateway(server.url + "/hook")
+    with gateway:
+        error, _elapsed = timed(lambda: gateway.send("+6281234567890", "Yth."))
+    assert str(error).count("R") < 200 and len(str(error)) < 400
+    assert len(error.error_code or "") <= 64  # stored with the error

@@ -315,3 +315,31 @@ def test_the_host_name_is_kept_for_the_host_header_and_tls(server, monkeypatch):
         assert client.count_permit_types() == 7
     request = b"".join(seen)
     assert f"Host: localhost:{server.port}".encode() in request
+
+
+def test_through_a_proxy_the_url_is_checked_before_sending(server, monkeypatch):
+    """The proxy resolves the name: the client checks the URL itself, and the
+    proxy's own (private) address is not held against it."""
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", server.url)  # the loopback server proxies
+    real = socket.getaddrinfo
+    names = {"intranet.test": "10.20.30.40", "public.test": PUBLIC_V4}
+
+    def resolve(host, port, *args, **kwargs):
+        if host in names:
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (names[host], port))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    policy = AddressPolicy()
+    with sicantik("http://intranet.test", address_policy=policy) as client:
+        with pytest.raises(SicantikAddressNotAllowed):
+            client.count_permit_types()
+    gateway = GATEWAYS["waha"]("http://intranet.test", address_policy=policy)
+    with gateway, pytest.raises(WhatsappAddressNotAllowed):
+        gateway.send("+6281234567890", "Yth. Budi")
+    assert server.connections == 0
+    with sicantik("http://public.test", address_policy=policy) as client:
+        assert client.count_permit_types() == 7
+    assert server.connections == 1

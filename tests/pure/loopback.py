@@ -106,11 +106,15 @@ class TrickleServer:
             thread.join(5)
 
 
-def self_signed_tls(folder):
-    """``(server SSLContext, CA file)`` for a certificate of 127.0.0.1."""
+def self_signed_tls(folder, *, with_ip=True):
+    """``(server SSLContext, CA file)`` for a certificate of ``localhost``
+    and, ``with_ip``, of 127.0.0.1."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.timezone.utc)
+    names = [x509.DNSName("localhost")]
+    if with_ip:
+        names.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -120,12 +124,7 @@ def self_signed_tls(folder):
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(hours=1))
         .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                    x509.DNSName("localhost"),
-                ]
-            ),
+            x509.SubjectAlternativeName(names),
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)

@@ -8,7 +8,7 @@ nothing here asks a real DNS server.
 import socket
 
 import pytest
-from loopback import TrickleServer
+from loopback import TrickleServer, self_signed_tls
 
 from tools import addresses
 from tools.addresses import AddressPolicy
@@ -343,3 +343,20 @@ def test_through_a_proxy_the_url_is_checked_before_sending(server, monkeypatch):
     with sicantik("http://public.test", address_policy=policy) as client:
         assert client.count_permit_types() == 7
     assert server.connections == 1
+
+
+def test_tls_checks_the_host_name_not_the_checked_address(tmp_path, monkeypatch):
+    """Connected to the checked 127.0.0.1, the client still verifies the
+    certificate against the name in the URL (the certificate names only
+    ``localhost``)."""
+    context, ca_file = self_signed_tls(tmp_path, with_ip=False)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", ca_file)
+    srv = TrickleServer(tls=context)
+    srv.answer(JSON_HEAD, COUNT_ANSWER)
+    try:
+        url = f"https://localhost:{srv.port}"
+        policy = AddressPolicy(["localhost"])
+        with sicantik(url, address_policy=policy) as client:
+            assert client.count_permit_types() == 7
+    finally:
+        srv.close()

@@ -18,6 +18,7 @@ what a server sent: it is made storable (``storable.py``) on the way in, as it
 ends up in a sync log or on a reminder.
 """
 
+from .const import ALLOWED_HOSTS_PARAM
 from .storable import MESSAGE_MAX, storable
 
 
@@ -70,3 +71,35 @@ class ApiError(Exception):
             f"failure_type={self.failure_type!r}, retryable={self.retryable!r}, "
             f"scope={self.scope!r}, retry_after={self.retry_after!r})"
         )
+
+
+class AddressNotAllowed(ApiError):
+    """An outbound address refused by the address policy (``addresses.py``).
+
+    Each client family raises its own subclass (``SicantikAddressNotAllowed``,
+    ``WhatsappAddressNotAllowed``), so ``except AddressNotAllowed`` catches
+    the refusal of a saved URL and of either client alike. The text is the
+    same whatever the reason and never names an address: it names the host
+    as written in the URL and says how an administrator allows it.
+    ``category`` says why (``addresses.CAT_*``), for the server log only.
+    """
+
+    failure_types = ("config",)
+    scopes = ("system",)
+    default_failure_type = "config"
+    default_scope = "system"
+
+    def __init__(self, message=None, *, host="", category=None, **kwargs):
+        super().__init__(message or address_refusal(host), **kwargs)
+        self.host = host
+        self.category = category
+
+
+def address_refusal(host):
+    """The one text of an address refusal."""
+    return (
+        f"the address of {host or 'this server'} is not allowed for outgoing "
+        f"connections; an administrator can allow it by adding the host name, "
+        f"its IP address or its network (e.g. 10.0.0.0/8) to the system "
+        f"parameter {ALLOWED_HOSTS_PARAM}"
+    )

@@ -38,6 +38,29 @@ RATE_SAFETY_MARGIN = 0.03
 # Read the body in chunks of this size (raw, before decompression).
 READ_CHUNK_BYTES = 64 * 1024
 
+# A logical call (one request and its retries) ends within its call deadline
+# plus this: the time a thread takes to wake up, see its socket shut down by
+# the deadline watchdog and unwind (see ``http_core.Guard``).
+DEADLINE_MARGIN = 0.5  # seconds
+
+# --------------------------------------------------------------------------
+# Outbound address policy (``addresses.py``)
+# --------------------------------------------------------------------------
+# The system parameter in which an administrator lists the hosts, IPs and
+# networks (CIDR) the addon may reach although they are not public.
+ALLOWED_HOSTS_PARAM = "sicantik_connector.allowed_hosts"
+# Cloud metadata services: refused unless listed one by one.
+METADATA_ADDRESSES = (
+    "169.254.169.254",  # AWS, GCP, Azure IMDS, DigitalOcean, OpenStack...
+    "169.254.170.2",  # AWS ECS task metadata
+    "169.254.169.123",  # AWS time sync
+    "fd00:ec2::254",  # AWS IMDS over IPv6
+    "fd00:ec2::23",  # AWS DNS over IPv6
+    "100.100.100.200",  # Alibaba Cloud
+    "168.63.129.16",  # Azure wire server (a public-looking address)
+    "192.0.0.192",  # Oracle Cloud
+)
+
 # --------------------------------------------------------------------------
 # Remote endpoints (method names of the CodeIgniter REST controller)
 # --------------------------------------------------------------------------

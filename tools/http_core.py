@@ -6,6 +6,11 @@ What both clients do the same way:
   a ``User-Agent`` naming the addon, no cookies and no transport retries:
   each client retries by itself, on purpose differently (a SICANTIK GET is
   retried through the rate limiter, a WhatsApp send never is);
+* :class:`Guard`: what the session's connections enforce, the total deadline
+  of each attempt (:meth:`Guard.attempt`: connect, TLS, status line,
+  headers and body, whatever the server does) and the outbound address
+  policy (``addresses.py``), checked against the address actually
+  connected to;
 * :func:`prepare`: the request and the ``Session.send`` arguments: (connect,
   read) timeouts, redirects refused, the body streamed;
 * :func:`check_base_url`, :func:`check_timeout`, :func:`attempt_deadline`:
@@ -24,9 +29,12 @@ an "unknown outcome" for a WhatsApp send).
 
 import contextlib
 import email.utils
+import functools
 import http.client
 import math
 import re
+import socket
+import threading
 import time
 import zlib
 from datetime import datetime, timezone
@@ -36,6 +44,9 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
+from requests.utils import select_proxy
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from .const import READ_CHUNK_BYTES, SUPPORTED_ENCODINGS, USER_AGENT
 
@@ -149,12 +160,238 @@ def parse_retry_after(value, *, now=None):
 
 
 # --------------------------------------------------------------------------
+# Deadline of an attempt, address policy at connect time
+# --------------------------------------------------------------------------
+class Guard:
+    """What the connections of one session enforce.
+
+    * the **deadline** of the current attempt of each thread: inside
+      ``with guard.attempt(deadline):`` (a ``time.monotonic()`` instant) a
+      new connection gets at most the time left to connect, and a watchdog
+      shuts down the socket of the attempt's connection (``SHUT_RDWR``, which
+      wakes a blocked ``recv``, TLS included) when the deadline passes. Then
+      nothing the server does (trickled status line, headers, chunk sizes or
+      TLS handshake, a connection accepted and never answered) outlives the
+      deadline: the blocked read fails at once and :attr:`Attempt.expired`
+      says why, so that the client reports a timeout, not a broken
+      connection. DNS resolution is the one step it cannot cut (the
+      system resolver bounds it).
+    * the **address policy** (``addresses.AddressPolicy`` or None): every
+      new connection resolves its host, checks every address and connects
+      to a checked one, keeping the host name for the ``Host`` header and
+      the TLS name check. A refused address raises
+      :class:`~.api_errors.AddressNotAllowed` from ``session.send`` (not a
+      ``requests`` exception) before any byte is sent. Through an
+      environment proxy, which resolves the name itself, the URL is checked
+      by :func:`prepare` instead.
+    """
+
+    def __init__(self, address_policy=None):
+        self.address_policy = address_policy
+        self._local = threading.local()
+        self._lock = threading.Lock()  # connection ownership, expiry
+
+    def attempt(self, deadline):
+        """A context manager bounding this thread's requests by ``deadline``."""
+        return Attempt(self, deadline)
+
+    def current(self):
+        """This thread's running :class:`Attempt`, or None."""
+        return getattr(self._local, "attempt", None)
+
+
+class Attempt:
+    """One attempt under a :class:`Guard` (see there); ``expired`` turns True
+    when the watchdog cut it."""
+
+    def __init__(self, guard, deadline):
+        self.guard = guard
+        self.deadline = float(deadline)
+        self.expired = False
+        self._watched = []  # (connection, duplicate of its socket)
+        self._done = False
+        self._timer = None
+
+    def left(self):
+        """Seconds left before the deadline (negative once passed)."""
+        return self.deadline - time.monotonic()
+
+    def __enter__(self):
+        if self.guard.current() is not None:
+            raise RuntimeError("an attempt is already running in this thread")
+        self.guard._local.attempt = self
+        self._timer = threading.Timer(max(0.0, self.left()), self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.guard._local.attempt = None
+        with self.guard._lock:
+            self._done = True
+            watched, self._watched = self._watched, []
+        self._timer.cancel()
+        for _conn, dup in watched:
+            dup.close()
+
+    def watch(self, conn, sock):
+        """Put ``conn`` (whose socket is ``sock``) under this attempt.
+
+        The watchdog keeps a duplicate of the socket: shutting it down ends
+        the connection whatever object wraps the socket by then (TLS wraps
+        a new one around it after the handshake). A connection belongs to
+        the last attempt that used it, so an attempt that ends after its
+        connection went back to the pool never cuts the next user's call.
+        """
+        try:
+            dup = socket.fromfd(sock.fileno(), sock.family, sock.type)
+        except (OSError, ValueError):
+            return  # already closed: nothing left to cut
+        with self.guard._lock:
+            if self._done:
+                dup.close()
+                return
+            conn._guard_owner = self
+            self._watched.append((conn, dup))
+            if self.expired:
+                _shutdown(dup)
+
+    def _expire(self):
+        with self.guard._lock:
+            if self._done:
+                return
+            self.expired = True
+            # under the lock: a connection cannot change hands meanwhile
+            for conn, dup in self._watched:
+                if getattr(conn, "_guard_owner", None) is self:
+                    _shutdown(dup)
+
+
+def _shutdown(sock):
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _GuardedConnectionMixin:
+    """urllib3 connection under a :class:`Guard` (deadline, address policy)."""
+
+    def __init__(self, *args, guard=None, check_addresses=True, **kwargs):
+        self._guard = guard
+        self._guard_check = check_addresses
+        self._guard_owner = None
+        super().__init__(*args, **kwargs)
+
+    def _new_conn(self):
+        attempt = self._guard.current() if self._guard is not None else None
+        policy = self._guard.address_policy if self._guard is not None else None
+        saved_timeout, saved_host = self.timeout, self._dns_host
+        try:
+            if attempt is not None and isinstance(saved_timeout, int | float):
+                left = attempt.left()
+                if left <= 0:
+                    raise urllib3.exceptions.ConnectTimeoutError(
+                        self, "the deadline passed before connecting"
+                    )
+                self.timeout = min(saved_timeout, left)
+            if policy is not None and self._guard_check:
+                sock = self._connect_checked(policy, saved_host)
+            else:
+                sock = super()._new_conn()
+        finally:
+            self.timeout, self._dns_host = saved_timeout, saved_host
+        if attempt is not None:
+            attempt.watch(self, sock)
+        return sock
+
+    def _connect_checked(self, policy, host):
+        """Connect to a checked address of ``host`` (urllib3's errors)."""
+        try:
+            entries = policy.resolve(host, self.port)
+        except (OSError, UnicodeError) as e:
+            raise urllib3.exceptions.NewConnectionError(
+                self, f"Failed to establish a new connection: {e}"
+            ) from e
+        error = None
+        for entry in entries:
+            # urllib3 connects to _dns_host; a checked IP needs no lookup,
+            # and self.host still names the server for TLS (restored by
+            # the caller before the handshake) and the Host header.
+            self._dns_host = entry[4][0]
+            try:
+                return super()._new_conn()
+            except urllib3.exceptions.NewConnectionError as e:
+                error = e  # refused or timed out: try the next address
+        raise error
+
+    def putrequest(self, *args, **kwargs):
+        # A connection taken from the pool: the attempt now using it owns it.
+        attempt = self._guard.current() if self._guard is not None else None
+        if attempt is not None and self.sock is not None:
+            attempt.watch(self, self.sock)
+        return super().putrequest(*args, **kwargs)
+
+
+class GuardedHTTPConnection(_GuardedConnectionMixin, HTTPConnection):
+    pass
+
+
+class GuardedHTTPSConnection(_GuardedConnectionMixin, HTTPSConnection):
+    pass
+
+
+class GuardedHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = GuardedHTTPConnection
+
+
+class GuardedHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = GuardedHTTPSConnection
+
+
+class GuardedAdapter(HTTPAdapter):
+    """``HTTPAdapter`` whose connections are under ``guard`` (see :class:`Guard`).
+
+    Through a proxy, addresses are not checked at connect time (the
+    connection goes to the proxy): :func:`prepare` checks the URL instead.
+    """
+
+    def __init__(self, guard, **kwargs):
+        self.guard = guard
+        super().__init__(**kwargs)
+
+    def _guard_manager(self, manager, check_addresses):
+        manager.pool_classes_by_scheme = {
+            scheme: functools.partial(
+                pool, guard=self.guard, check_addresses=check_addresses
+            )
+            for scheme, pool in (
+                ("http", GuardedHTTPConnectionPool),
+                ("https", GuardedHTTPSConnectionPool),
+            )
+        }
+        return manager
+
+    def init_poolmanager(self, *args, **kwargs):
+        result = super().init_poolmanager(*args, **kwargs)
+        self._guard_manager(self.poolmanager, True)
+        return result
+
+    def proxy_manager_for(self, proxy, **proxy_kwargs):
+        known = proxy in self.proxy_manager
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if known or proxy.lower().startswith("socks"):
+            return manager  # SOCKS pools are urllib3's own: left as they are
+        return self._guard_manager(manager, False)
+
+
+# --------------------------------------------------------------------------
 # Session and request
 # --------------------------------------------------------------------------
-def make_session(*, accept, pool_maxsize, accept_encoding="gzip, deflate"):
+def make_session(*, accept, pool_maxsize, accept_encoding="gzip, deflate", guard=None):
     """A ``requests.Session`` set up the addon's way (see the module doc).
 
     ``accept_encoding`` must only name what :class:`BoundedBody` decodes.
+    ``guard`` (a :class:`Guard`; default one without address policy) is
+    enforced by every connection of the session.
     """
     session = requests.Session()
     session.headers.update(
@@ -169,7 +406,9 @@ def make_session(*, accept, pool_maxsize, accept_encoding="gzip, deflate"):
     # (and none is shared between threads).
     session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
     # No transport-level retries: each client decides, see the module doc.
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_maxsize, max_retries=0)
+    adapter = GuardedAdapter(
+        guard or Guard(), pool_connections=1, pool_maxsize=pool_maxsize, max_retries=0
+    )
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
@@ -188,7 +427,9 @@ def prepare(
 ):
     """The prepared request and the keyword arguments of ``session.send``.
 
-    Raises ``requests.RequestException`` when the request cannot be built.
+    Raises ``requests.RequestException`` when the request cannot be built,
+    and :class:`~.api_errors.AddressNotAllowed` when the request goes through
+    a proxy and the session's address policy refuses the URL's host.
     """
     request = session.prepare_request(
         requests.Request(
@@ -197,6 +438,10 @@ def prepare(
     )
     kwargs = session.merge_environment_settings(request.url, {}, True, None, None)
     kwargs.update(timeout=timeout, allow_redirects=False)
+    guard = getattr(session.get_adapter(request.url), "guard", None)
+    policy = guard.address_policy if guard is not None else None
+    if policy is not None and select_proxy(request.url, kwargs.get("proxies")):
+        policy.check_url(request.url)
     return request, kwargs
 
 
@@ -446,12 +691,25 @@ def _pump(source, sock, sink, deadline, read_timeout):
         except TimeoutError as e:
             kind = BodyError.DEADLINE if wait < read_timeout else BodyError.TIMEOUT
             raise BodyError(kind, received=sink.raw_bytes) from e
-        except http.client.IncompleteRead as e:
-            raise BodyError(BodyError.TRUNCATED, received=sink.raw_bytes) from e
         except (OSError, http.client.HTTPException, ValueError) as e:
             # ValueError: a read on a connection closed under our feet
-            reason = str(innermost_reason(e))
-            raise BodyError(BodyError.BROKEN, reason, received=sink.raw_bytes) from e
+            raise _read_failure(e, sink, deadline) from e
         if not chunk:
+            if time.monotonic() >= deadline:
+                # the watchdog shut the socket: an end that is no end
+                raise BodyError(BodyError.DEADLINE, received=sink.raw_bytes)
             return
         sink.feed(chunk)
+
+
+def _read_failure(error, sink, deadline):
+    """The BodyError of a failed read. Past the deadline it is the deadline
+    (a :class:`Guard` watchdog shut the socket down: a chunk-size line
+    trickled in by http.client's ``readline`` ends here), whatever the
+    read made of it."""
+    if time.monotonic() >= deadline:
+        return BodyError(BodyError.DEADLINE, received=sink.raw_bytes)
+    if isinstance(error, http.client.IncompleteRead):
+        return BodyError(BodyError.TRUNCATED, received=sink.raw_bytes)
+    reason = str(innermost_reason(error))
+    return BodyError(BodyError.BROKEN, reason, received=sink.raw_bytes)

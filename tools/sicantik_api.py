@@ -65,9 +65,18 @@ class SicantikApi(SicantikTransport):
         http(s) only, with a host, without credentials, query or fragment.
     :param timeout: ``(connect, read)`` seconds (a single number sets both);
         read is per socket read.
-    :param deadline: seconds one attempt may take until its answer is fully
-        read (default ``connect + 2 * read``): a server trickling its answer
-        is cut off there even though each read stays within the read timeout.
+    :param deadline: seconds one attempt may take, from connecting until its
+        answer is fully read, status line and headers included (default
+        ``connect + 2 * read``): a server trickling its headers or its answer,
+        or accepting and never answering, is cut off there even though each
+        read stays within the read timeout.
+    :param call_deadline: seconds one logical call may take, all its
+        attempts and backoff pauses included (default ``2 * deadline``): no
+        attempt or pause starts that would end later, and the running
+        attempt is cut there. Stated bound: a call ends within
+        ``call_deadline + const.DEADLINE_MARGIN`` seconds from the start of
+        its first attempt (see ``SicantikTransport._request`` for the one
+        exception, a retry's wait at a rate limiter shared with others).
     :param rate_limit: server-side limit in requests per second, 0/None for no
         limit. The client paces itself slightly below it
         (``const.RATE_SAFETY_MARGIN``) so the server never counts more.
@@ -87,6 +96,10 @@ class SicantikApi(SicantikTransport):
     :param response_format: ``"json"`` (asked with ``format=json`` and
         ``Accept``) or ``"xml"`` (the server's default). Either way the answer is
         read according to its first byte.
+    :param address_policy: an ``addresses.AddressPolicy``: every connection
+        is then checked against it, on the address actually connected to,
+        and a refused one raises ``SicantikAddressNotAllowed`` before any
+        byte is sent. None (the default) checks nothing.
     """
 
     def __init__(
@@ -107,6 +120,8 @@ class SicantikApi(SicantikTransport):
         sleep=time.sleep,
         logger=None,
         response_format="json",
+        call_deadline=None,
+        address_policy=None,
     ):
         if response_format not in RESPONSE_FORMATS:
             raise SicantikConfigError(
@@ -129,6 +144,8 @@ class SicantikApi(SicantikTransport):
             sleep=sleep,
             logger=logger or _logger,
             json_format=response_format == "json",
+            call_deadline=call_deadline,
+            address_policy=address_policy,
         )
         self.max_pages = check_int("max_pages", max_pages, 1)
 

@@ -20,7 +20,7 @@ query strings or anything secret; the endpoint name is the only part of a URL
 they mention.
 """
 
-from .api_errors import ApiError
+from .api_errors import AddressNotAllowed, ApiError
 from .const import (
     EP_PERMIT_DETAILS,
     FAILURE_TYPES,
@@ -65,6 +65,14 @@ class SicantikConfigError(SicantikError):
     """The client is misconfigured (URL, redirect, unknown method, access)."""
 
     default_failure_type = FT_CONFIG
+
+
+class SicantikAddressNotAllowed(SicantikConfigError, AddressNotAllowed):
+    """The SICANTIK URL's host resolves to an address the address policy
+    refuses (see ``addresses.py``); nothing was sent."""
+
+    def __init__(self, message=None, **kwargs):
+        super().__init__(message, **kwargs)
 
 
 class SicantikNetworkError(SicantikError):

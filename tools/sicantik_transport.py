@@ -18,6 +18,7 @@ import time
 import requests
 
 from . import http_core
+from .api_errors import AddressNotAllowed
 from .const import (
     ACCEPT_ENCODING,
     ACCEPT_JSON,
@@ -29,6 +30,7 @@ from .const import (
 from .decoders import BoundedBody
 from .sicantik_answers import interpret
 from .sicantik_exceptions import (
+    SicantikAddressNotAllowed,
     SicantikConfigError,
     SicantikConnectionError,
     SicantikError,
@@ -90,6 +92,8 @@ class SicantikTransport:
         sleep,
         logger,
         json_format,
+        call_deadline=None,
+        address_policy=None,
     ):
         try:
             self.base_url, self.host = http_core.check_base_url(base_url)
@@ -99,6 +103,10 @@ class SicantikTransport:
         try:
             self.timeout = http_core.check_timeout(timeout)
             self.deadline = http_core.attempt_deadline(self.timeout, deadline)
+            self.call_deadline = http_core.attempt_deadline(
+                self.timeout,
+                2 * self.deadline if call_deadline is None else call_deadline,
+            )
         except ValueError as e:
             raise SicantikConfigError(str(e)) from e
         self.max_workers = check_int("max_workers", max_workers, 1)
@@ -113,10 +121,13 @@ class SicantikTransport:
         self._log = logger
         self._random = random.Random()
         self._format_query = dict(JSON_QUERY) if json_format else {}
+        self.address_policy = address_policy
+        self._guard = http_core.Guard(address_policy)
         self._session = http_core.make_session(
             accept=ACCEPT_JSON if json_format else ACCEPT_XML,
             pool_maxsize=self.max_workers,
             accept_encoding=ACCEPT_ENCODING,
+            guard=self._guard,
         )
         self._closed = False
 
@@ -155,6 +166,14 @@ class SicantikTransport:
         ``per_record`` the failures tied to the answer itself (unreadable, too
         large) get the ``record`` scope. ``cancel`` (a ``threading.Event``)
         stops before any further attempt.
+
+        Bound: from the start of the first attempt (once the rate limiter
+        let it go), the call ends within ``call_deadline`` plus
+        ``const.DEADLINE_MARGIN``, attempts and backoff pauses included: no
+        attempt starts and no pause begins that would end past it, and the
+        running attempt is cut there (``Guard``). Only a retry's wait at a
+        rate limiter shared with other callers is not counted; an attempt
+        that finds the call deadline passed after that wait is not made.
         """
         if self._closed:
             raise SicantikConfigError("the SICANTIK client is closed")
@@ -164,15 +183,22 @@ class SicantikTransport:
         # socket write remains, so the server sees the pace we keep.
         request, send_kwargs = self._prepare(endpoint, query)
         attempt = 0
+        call_end = error = None
         while True:
             attempt += 1
             self._check_cancel(cancel)
             if self.limiter is not None:
                 self.stats.record_wait(self.limiter.acquire())
                 self._check_cancel(cancel)
+            started = time.monotonic()
+            if call_end is None:
+                call_end = started + self.call_deadline
+            elif started >= call_end:
+                raise error  # the limiter's wait used up the call's time
+            deadline = min(started + self.deadline, call_end)
             try:
                 status, headers, body = self._attempt(
-                    endpoint, request, send_kwargs, attempt
+                    endpoint, request, send_kwargs, attempt, started, deadline
                 )
                 return interpret(
                     endpoint,
@@ -188,7 +214,16 @@ class SicantikTransport:
                 err.endpoint = err.endpoint or endpoint
                 if per_record and err.failure_type in RECORD_FAILURE_TYPES:
                     err.scope = SCOPE_RECORD
+                error = err
                 delay = self._retry_delay(err, attempt)
+                if delay is not None and time.monotonic() + delay >= call_end:
+                    self._log.debug(
+                        "SICANTIK %s: %s not retried, %.0f s call deadline reached",
+                        self.host,
+                        endpoint,
+                        self.call_deadline,
+                    )
+                    delay = None
                 if delay is None:
                     raise
                 self.stats.record_retry()
@@ -251,10 +286,34 @@ class SicantikTransport:
             )
         except requests.exceptions.RequestException as e:
             raise self._transport_error(e, endpoint) from e
+        except AddressNotAllowed as e:
+            raise self._address_error(e, endpoint) from None
 
-    def _attempt(self, endpoint, request, send_kwargs, attempt):
-        """One HTTP GET: ``(status, headers, body)``; failures become errors."""
-        started = time.monotonic()
+    def _address_error(self, error, endpoint):
+        self._log.warning(
+            "SICANTIK %s: %s refused by the address policy (%s)",
+            self.host,
+            endpoint,
+            error.category,
+        )
+        return SicantikAddressNotAllowed(
+            host=self.host, category=error.category, endpoint=endpoint
+        )
+
+    def _attempt(self, endpoint, request, send_kwargs, attempt, started, deadline):
+        """One HTTP GET: ``(status, headers, body)``; failures become errors.
+
+        It ends by ``deadline`` (a ``time.monotonic()`` instant), whatever
+        the server does: see ``http_core.Guard``.
+        """
+        with self._guard.attempt(deadline) as guarded:
+            return self._guarded_attempt(
+                endpoint, request, send_kwargs, attempt, started, guarded
+            )
+
+    def _guarded_attempt(
+        self, endpoint, request, send_kwargs, attempt, started, guarded
+    ):
         status = None
         sink = BoundedBody(self.max_response_bytes, endpoint=endpoint)
         outcome = "no answer"
@@ -263,7 +322,20 @@ class SicantikTransport:
                 response = self._session.send(request, **send_kwargs)
             except requests.exceptions.RequestException as e:
                 outcome = type(e).__name__
+                if guarded.expired or guarded.left() <= 0:
+                    raise self._deadline_error(
+                        endpoint, guarded.deadline - started, answered=False
+                    ) from e
                 raise self._transport_error(e, endpoint) from e
+            except AddressNotAllowed as e:
+                outcome = "refused address"
+                raise self._address_error(e, endpoint) from None
+            if guarded.expired:
+                # cut in the headers: http.client takes an end for an end
+                response.close()
+                raise self._deadline_error(
+                    endpoint, guarded.deadline - started, answered=False
+                )
             status = response.status_code
             outcome = status
             try:
@@ -272,7 +344,9 @@ class SicantikTransport:
                     response.headers.get("Content-Encoding"),
                     endpoint=endpoint,
                 )
-                body = self._read_body(response, endpoint, sink, started)
+                body = self._read_body(
+                    response, endpoint, sink, guarded.deadline, started
+                )
             finally:
                 # Fully read: the connection is already back in the pool and
                 # this is a no-op; otherwise it drops the half-read connection.
@@ -290,19 +364,35 @@ class SicantikTransport:
                 attempt,
             )
 
-    def _read_body(self, response, endpoint, sink, started):
+    def _read_body(self, response, endpoint, sink, deadline, started):
         """The body, read under the size cap and the attempt's deadline."""
         try:
             return http_core.read_body(
                 response,
                 sink,
-                deadline=started + self.deadline,
+                deadline=deadline,
                 read_timeout=self.timeout[1],
             )
         except http_core.BodyError as e:
-            raise self._body_error(e, endpoint, response.status_code) from e
+            raise self._body_error(
+                e, endpoint, response.status_code, deadline - started
+            ) from e
 
-    def _body_error(self, error, endpoint, status):
+    def _deadline_error(self, endpoint, seconds, *, answered):
+        """The attempt was cut at its deadline (``seconds`` after its start)."""
+        if answered:
+            return SicantikTimeout(
+                f"{self.host} was still sending the answer of {endpoint} "
+                f"after {round(seconds, 1):g} s",
+                endpoint=endpoint,
+            )
+        return SicantikTimeout(
+            f"{self.host} did not answer {endpoint} in full "
+            f"within {round(seconds, 1):g} s",
+            endpoint=endpoint,
+        )
+
+    def _body_error(self, error, endpoint, status, seconds):
         """Map a :class:`http_core.BodyError` of the reader."""
         kind = error.kind
         if kind == error.TOO_LARGE:
@@ -316,11 +406,7 @@ class SicantikTransport:
                 endpoint=endpoint,
             )
         if kind == error.DEADLINE:
-            return SicantikTimeout(
-                f"{self.host} was still sending the answer of {endpoint} "
-                f"after {self.deadline:g} s",
-                endpoint=endpoint,
-            )
+            return self._deadline_error(endpoint, seconds, answered=True)
         if kind == error.TRUNCATED:
             of = f" of {error.expected}" if error.expected is not None else ""
             return SicantikResponseError(

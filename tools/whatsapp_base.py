@@ -27,6 +27,7 @@ carry a masked phone number and never a credential.
 import json
 import logging
 import re
+import threading
 import time
 from typing import NamedTuple
 from urllib.parse import quote
@@ -34,9 +35,11 @@ from urllib.parse import quote
 import requests
 
 from . import http_core
+from .api_errors import AddressNotAllowed
 from .http_core import parse_retry_after
 from .storable import ID_MAX, MESSAGE_MAX, storable
 from .whatsapp_exceptions import (
+    WhatsappAddressNotAllowed,
     WhatsappConfigError,
     WhatsappError,
     WhatsappInvalidNumber,
@@ -49,7 +52,8 @@ from .whatsapp_exceptions import (
 _logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = (5.0, 20.0)  # (connect, read) seconds
-# The deadline of one request defaults to connect + 2 * read (http_core).
+# The deadline of one request defaults to connect + 2 * read (http_core); the
+# call deadline of one send, to the deadline times the requests of a send.
 MAX_ANSWER_BYTES = 256 * 1024  # a send answer is a few hundred bytes
 MAX_REMOTE_TEXT = 200  # characters of a gateway's error text we repeat
 # Words of an Authorization value that are not secret ("Bearer <token>").
@@ -183,6 +187,25 @@ class HttpGateway(WhatsappGateway):
     One private :meth:`_request` owns the URL, the timeouts (connect, read),
     the refusal of redirects, the bounded JSON decoding and the mapping of
     transport errors; subclasses build the payload and read the answer.
+
+    :param base_url: the gateway's URL (http or https)
+    :param timeout: ``(connect, read)`` seconds, read being per socket read
+    :param deadline: seconds one request may take, from connecting until its
+        answer is fully read, status line and headers included (default
+        ``connect + 2 * read``); whatever the gateway does, the request is
+        cut there (``http_core.Guard``)
+    :param call_deadline: seconds one :meth:`send` may take, all its
+        requests included (default: ``deadline`` per request a send makes,
+        i.e. ``deadline``, or ``2 * deadline`` for WAHA checking the number
+        first). Stated bound: a send ends within ``call_deadline +
+        const.DEADLINE_MARGIN`` seconds after its first request starts
+        (a send is never retried).
+    :param limiter: a shared ``RateLimiter`` paced before each send
+    :param logger: logger or ``LoggerAdapter`` naming the provider
+    :param address_policy: an ``addresses.AddressPolicy``: every connection
+        is checked against it, on the address actually connected to, and a
+        refused one raises ``WhatsappAddressNotAllowed`` before any byte is
+        sent. None (the default) checks nothing.
     """
 
     # Whether the configured URL itself is a secret (webhooks): then its path
@@ -197,19 +220,56 @@ class HttpGateway(WhatsappGateway):
         deadline=None,
         limiter=None,
         logger=None,
+        call_deadline=None,
+        address_policy=None,
     ):
         super().__init__(limiter=limiter, logger=logger)
         self.base_url, self.host = self._check_url(base_url)
         try:
             self.timeout = http_core.check_timeout(timeout)
             self.deadline = http_core.attempt_deadline(self.timeout, deadline)
+            if call_deadline is not None:
+                call_deadline = http_core.attempt_deadline(self.timeout, call_deadline)
         except ValueError as e:
             raise self._config_error(str(e)) from None
+        self._call_deadline = call_deadline
+        self._call = threading.local()  # the end of the running send
         self._secrets = ()
+        self.address_policy = address_policy
+        self._guard = http_core.Guard(address_policy)
         self._session = http_core.make_session(
-            accept="application/json", pool_maxsize=2
+            accept="application/json", pool_maxsize=2, guard=self._guard
         )
         self._closed = False
+
+    @property
+    def call_deadline(self):
+        """Seconds one :meth:`send` may take (see the class doc)."""
+        if self._call_deadline is not None:
+            return self._call_deadline
+        return self.deadline * self._requests_per_send()
+
+    def _requests_per_send(self):
+        """HTTP requests one send makes (at most)."""
+        return 1
+
+    def send(self, to, text, template=None, params=None, *, reference=None):
+        # The clock of the call deadline starts at the send's first request.
+        self._call.active, self._call.end = True, None
+        try:
+            return super().send(to, text, template, params, reference=reference)
+        finally:
+            self._call.active, self._call.end = False, None
+
+    def _request_deadline(self):
+        """The deadline of a request starting now: its own, within the send's."""
+        now = time.monotonic()
+        end = getattr(self._call, "end", None)
+        if end is None:
+            end = now + self.call_deadline
+            if getattr(self._call, "active", False):
+                self._call.end = end
+        return min(now + self.deadline, end)
 
     # -- configuration --------------------------------------------------
     def _config_error(self, text):
@@ -293,26 +353,46 @@ class HttpGateway(WhatsappGateway):
         """
         if self._closed:
             raise RuntimeError(f"{type(self).__name__} is closed")
-        deadline = time.monotonic() + self.deadline
-        try:
-            request, send_kwargs = http_core.prepare(
-                self._session,
-                method,
-                self._url(path),
-                timeout=self.timeout,
-                params=params,
-                json_body=json_body,
-                data=form,
-                headers=headers,
-            )
-            response = self._session.send(request, **send_kwargs)
-        except requests.RequestException as e:
-            error = self._transport_error(e, sends_message)
-            # requests' own message names the URL path: keep it out of any
-            # traceback when the URL is a secret
-            raise error from (None if self._secret_url else e)
-        with response:
-            raw, readable = self._read_body(response, deadline)
+        started = time.monotonic()
+        with self._guard.attempt(self._request_deadline()) as guarded:
+            try:
+                request, send_kwargs = http_core.prepare(
+                    self._session,
+                    method,
+                    self._url(path),
+                    timeout=self.timeout,
+                    params=params,
+                    json_body=json_body,
+                    data=form,
+                    headers=headers,
+                )
+                response = self._session.send(request, **send_kwargs)
+            except AddressNotAllowed as e:
+                self._log.warning(
+                    "WhatsApp %s: %s refused by the address policy (%s)",
+                    self.provider,
+                    self.host,
+                    e.category,
+                )
+                raise WhatsappAddressNotAllowed(
+                    host=self.host, category=e.category
+                ) from None
+            except requests.RequestException as e:
+                if guarded.expired or guarded.left() <= 0:
+                    seconds = guarded.deadline - started
+                    error = self._deadline_error(seconds, sends_message)
+                else:
+                    error = self._transport_error(e, sends_message)
+                # requests' own message names the URL path: keep it out of any
+                # traceback when the URL is a secret
+                raise error from (None if self._secret_url else e)
+            with response:
+                if guarded.expired:
+                    # cut in the headers: http.client takes an end for an end
+                    raise self._deadline_error(
+                        guarded.deadline - started, sends_message
+                    )
+                raw, readable = self._read_body(response, guarded.deadline)
         status = response.status_code
         if 300 <= status < 400:
             raise self._config_error(
@@ -340,6 +420,18 @@ class HttpGateway(WhatsappGateway):
         except http_core.BodyError:
             return (sink.received() if sink is not None else b""), False
         return body, True
+
+    def _deadline_error(self, seconds, sends_message):
+        """The request was cut at its deadline before an answer was read."""
+        where = f"{self.label} ({self.host})"
+        if not sends_message:
+            return WhatsappRetryableError(
+                f"{where} did not answer within {round(seconds, 1):g} s"
+            )
+        return WhatsappUnknownOutcome(
+            f"{where} did not answer within {round(seconds, 1):g} s; "
+            f"the message may have been sent"
+        )
 
     def _transport_error(self, error, sends_message):
         """Map a ``requests`` exception raised before any answer."""

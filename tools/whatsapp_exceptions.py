@@ -37,7 +37,8 @@ The attributes shared with the SICANTIK client come from
 :class:`~.api_errors.ApiError`.
 """
 
-from .api_errors import ApiError
+from .api_errors import AddressNotAllowed, ApiError
+from .storable import ID_MAX, storable
 
 FT_RETRYABLE = "retryable"
 FT_RATE_LIMITED = "rate_limited"
@@ -70,7 +71,8 @@ class WhatsappError(ApiError):
 
     def __init__(self, message, *, error_code=None, **kwargs):
         super().__init__(message, **kwargs)
-        self.error_code = error_code
+        # a gateway's own code: kept short, as it may be stored with the error
+        self.error_code = storable(error_code, ID_MAX)
 
     def _default_retryable(self, failure_type):
         return failure_type in RETRYABLE_FAILURE_TYPES
@@ -82,6 +84,14 @@ class WhatsappConfigError(WhatsappError):
 
     default_failure_type = FT_CONFIG
     default_scope = SCOPE_PROVIDER
+
+
+class WhatsappAddressNotAllowed(WhatsappConfigError, AddressNotAllowed):
+    """The gateway URL's host resolves to an address the address policy
+    refuses (see ``addresses.py``); nothing was sent."""
+
+    def __init__(self, message=None, **kwargs):
+        super().__init__(message, **kwargs)
 
 
 class WhatsappRetryableError(WhatsappError):

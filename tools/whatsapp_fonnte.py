@@ -53,6 +53,8 @@ class FonnteGateway(HttpGateway):
         deadline=None,
         limiter=None,
         logger=None,
+        call_deadline=None,
+        address_policy=None,
     ):
         super().__init__(
             base_url or FONNTE_BASE_URL,
@@ -60,6 +62,8 @@ class FonnteGateway(HttpGateway):
             deadline=deadline,
             limiter=limiter,
             logger=logger,
+            call_deadline=call_deadline,
+            address_policy=address_policy,
         )
         self._token = self._require(token, "device token")
         self._add_secrets(self._token)

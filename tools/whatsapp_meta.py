@@ -73,6 +73,8 @@ class MetaCloudGateway(HttpGateway):
         deadline=None,
         limiter=None,
         logger=None,
+        call_deadline=None,
+        address_policy=None,
     ):
         super().__init__(
             base_url or META_BASE_URL,
@@ -80,6 +82,8 @@ class MetaCloudGateway(HttpGateway):
             deadline=deadline,
             limiter=limiter,
             logger=logger,
+            call_deadline=call_deadline,
+            address_policy=address_policy,
         )
         self._token = self._require(token, "access token")
         self._add_secrets(self._token)

@@ -33,6 +33,8 @@ class WahaGateway(HttpGateway):
         deadline=None,
         limiter=None,
         logger=None,
+        call_deadline=None,
+        address_policy=None,
     ):
         super().__init__(
             base_url,
@@ -40,11 +42,16 @@ class WahaGateway(HttpGateway):
             deadline=deadline,
             limiter=limiter,
             logger=logger,
+            call_deadline=call_deadline,
+            address_policy=address_policy,
         )
         self._api_key = (api_key or "").strip() or None
         self._add_secrets(self._api_key)
         self.session = (session or "").strip() or WAHA_DEFAULT_SESSION
         self.check_number = check_number
+
+    def _requests_per_send(self):
+        return 2 if self.check_number else 1
 
     def _headers(self):
         return {"X-Api-Key": self._api_key} if self._api_key else {}

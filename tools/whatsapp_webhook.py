@@ -64,6 +64,8 @@ class WebhookGateway(HttpGateway):
         deadline=None,
         limiter=None,
         logger=None,
+        call_deadline=None,
+        address_policy=None,
     ):
         super().__init__(
             url,
@@ -71,6 +73,8 @@ class WebhookGateway(HttpGateway):
             deadline=deadline,
             limiter=limiter,
             logger=logger,
+            call_deadline=call_deadline,
+            address_policy=address_policy,
         )
         self._headers = self._check_headers(headers or {})
         # header values, the URL's path and query, and the parts of them

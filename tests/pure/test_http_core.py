@@ -5,13 +5,12 @@ well within the read timeout, so only the wall-clock deadline can end the
 read. The server paces its bytes; the tests never sleep to wait for it.
 """
 
-import socket
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
 import pytest
+from loopback import TrickleServer
 
 from tools import http_core
 from tools.http_core import BodyError, BoundedBody, parse_retry_after
@@ -21,68 +20,6 @@ from tools.whatsapp_exceptions import WhatsappUnknownOutcome
 from tools.whatsapp_gateways import FonnteGateway
 
 TRICKLE = [(0.05, b"x")] * 200  # 10 s for the whole body, a byte per 50 ms
-
-
-class TrickleServer:
-    """Loopback HTTP/1.1 server: each connection gets ``head``, then each
-    ``(delay, data)`` piece of ``pieces`` after its delay, then is closed."""
-
-    def __init__(self):
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.05)
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        self.head, self.pieces = b"", []
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._serve, daemon=True)]
-        self.threads[0].start()
-
-    def answer(self, head, pieces=(), *, length=None, chunked=False):
-        lines = [head]
-        if chunked:
-            lines.append("Transfer-Encoding: chunked")
-        else:
-            size = sum(len(data) for _delay, data in pieces)
-            lines.append(f"Content-Length: {size if length is None else length}")
-        self.head = ("\r\n".join(lines) + "\r\n\r\n").encode()
-        self.pieces = list(pieces)
-
-    def _serve(self):
-        while not self.stop.is_set():
-            try:
-                conn, _addr = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            thread = threading.Thread(
-                target=self._answer, args=(conn, self.head, self.pieces), daemon=True
-            )
-            self.threads.append(thread)
-            thread.start()
-
-    def _answer(self, conn, head, pieces):
-        with conn:
-            conn.settimeout(5)
-            try:
-                request = b""
-                while b"\r\n\r\n" not in request and len(request) < 65536:
-                    data = conn.recv(65536)
-                    if not data:
-                        return
-                    request += data
-                conn.sendall(head)
-                for delay, data in pieces:
-                    if delay and self.stop.wait(delay):
-                        return
-                    conn.sendall(data)
-            except OSError:
-                return  # the client gave up, as the deadline tests expect
-
-    def close(self):
-        self.stop.set()
-        self.listener.close()
-        for thread in self.threads:
-            thread.join(5)
 
 
 @pytest.fixture

@@ -31,6 +31,11 @@ def odoo_settings():
 
 def new_connector(env, name, api_url=UNREACHABLE_URL, **values):
     """A SICANTIK connector for a benchmark (by default one never asked)."""
+    # The sandbox listens on loopback, which connectors may not call unless
+    # an administrator allows it.
+    env["ir.config_parameter"].sudo().set_param(
+        "sicantik_connector.allowed_hosts", "127.0.0.1 localhost ::1"
+    )
     return env["sicantik.config"].create({"name": name, "api_url": api_url, **values})
 
 

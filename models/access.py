@@ -1,6 +1,14 @@
-"""Who may act: one group, one check, one exception type."""
+"""Who may act, and where Odoo may connect: one rule each."""
 
-from odoo.exceptions import AccessError
+import logging
+
+from odoo.exceptions import AccessError, ValidationError
+
+from ..tools.addresses import AddressPolicy
+from ..tools.api_errors import AddressNotAllowed
+from ..tools.const import ALLOWED_HOSTS_PARAM
+
+_logger = logging.getLogger(__name__)
 
 MANAGER_GROUP = "sicantik_connector.sicantik_connector_group_manager"
 
@@ -21,3 +29,37 @@ def ensure_manager(env, records=None):
         )
     if records:
         records.check_access("write")
+
+
+def outbound_policy(env):
+    """The addresses the connectors and gateways may reach: public ones, plus
+    what an administrator lists in the system parameter (only administrators
+    may edit system parameters; a SICANTIK manager cannot open a door)."""
+    listed = env["ir.config_parameter"].sudo().get_param(ALLOWED_HOSTS_PARAM) or ""
+    try:
+        return AddressPolicy(listed)
+    except ValueError as err:
+        # A bad entry opens nothing: the list is ignored until it is fixed.
+        _logger.warning("SICANTIK: %s is ignored: %s", ALLOWED_HOSTS_PARAM, err)
+        return AddressPolicy(())
+
+
+def address_refused_message(env, host):
+    return env._(
+        "Odoo may not connect to %(host)s: it is a loopback, private or "
+        "cloud-internal address. If this server really is on your network, "
+        "an administrator can allow it in Settings > Technical > System "
+        "Parameters, %(param)s (host names, addresses or networks such as "
+        "10.0.0.0/8).",
+        host=host,
+        param=ALLOWED_HOSTS_PARAM,
+    )
+
+
+def check_outbound_url(env, url):
+    """Refuse to save a URL whose host resolves to an address Odoo may not
+    call (the connection is checked again when it is made)."""
+    try:
+        outbound_policy(env).check_url(url)
+    except AddressNotAllowed as err:
+        raise ValidationError(address_refused_message(env, err.host)) from None

@@ -6,10 +6,16 @@ from odoo.exceptions import UserError, ValidationError
 from odoo.addons.base.models.res_partner import _tz_get
 
 from ..tools import const, expiry
+from ..tools.api_errors import AddressNotAllowed
 from ..tools.rate_limiter import RateLimiter, shared_limiter
 from ..tools.sicantik_api import SicantikApi
 from ..tools.sicantik_exceptions import SicantikError
-from .access import ensure_manager
+from .access import (
+    address_refused_message,
+    check_outbound_url,
+    ensure_manager,
+    outbound_policy,
+)
 from .sicantik_permit_type import PERMIT_FILTERS
 
 # The regency whose server the addon was first written for.
@@ -335,6 +341,7 @@ class SicantikConfig(models.Model):
                         name=config.name,
                     )
                 )
+            check_outbound_url(self.env, config.api_url)
 
     # ------------------------------------------------------------
     # CRUD METHODS
@@ -529,6 +536,7 @@ class SicantikConfig(models.Model):
             rate_limit=None,
             limiter=self._shared_limiter(),
             max_workers=self.max_workers or const.DEFAULT_MAX_WORKERS,
+            address_policy=outbound_policy(self.env),
             **kwargs,
         )
 
@@ -536,6 +544,8 @@ class SicantikConfig(models.Model):
         """What a failed connection test tells the manager: the staff sentence
         of the failure's family (the sync log's table), then the detail."""
         host = urlsplit(self.api_url or "").hostname or self.api_url
+        if isinstance(err, AddressNotAllowed):
+            return address_refused_message(self.env, host)
         reason = self.env["sicantik.sync.log"]._failure_reason(err.failure_type)
         if err.status:
             return _(

@@ -9,7 +9,7 @@ from odoo.exceptions import ValidationError
 from ..tools import reminders, whatsapp_gateways
 from ..tools.rate_limiter import RateLimiter, shared_limiter
 from ..tools.whatsapp_exceptions import WhatsappError
-from .access import MANAGER_GROUP, ensure_manager
+from .access import MANAGER_GROUP, check_outbound_url, ensure_manager, outbound_policy
 
 _logger = logging.getLogger(__name__)
 
@@ -90,6 +90,12 @@ class SicantikWhatsappProvider(models.Model):
         ),
         ("timeout_positive", "CHECK(timeout > 0)", "The timeout must be positive."),
     ]
+
+    @api.constrains("api_url")
+    def _check_api_url(self):
+        for provider in self.sudo():
+            if provider.api_url:
+                check_outbound_url(self.env, provider.api_url)
 
     @api.constrains("webhook_headers")
     def _check_webhook_headers(self):
@@ -189,6 +195,7 @@ class SicantikWhatsappProvider(models.Model):
             api_version=self.meta_api_version or "v21.0",
             base_url=self.api_url or None,
             timeout=self._timeouts(),
+            address_policy=outbound_policy(self.env),
         )
 
     def _whatsapp_gateway_fonnte(self):
@@ -196,6 +203,7 @@ class SicantikWhatsappProvider(models.Model):
             token=self.api_token,
             base_url=self.api_url or None,
             timeout=self._timeouts(),
+            address_policy=outbound_policy(self.env),
         )
 
     def _whatsapp_gateway_waha(self):
@@ -204,6 +212,7 @@ class SicantikWhatsappProvider(models.Model):
             api_key=self.api_token or None,
             session=self.waha_session or "default",
             timeout=self._timeouts(),
+            address_policy=outbound_policy(self.env),
         )
 
     def _whatsapp_gateway_webhook(self):
@@ -211,6 +220,7 @@ class SicantikWhatsappProvider(models.Model):
             url=self.api_url,
             headers=json.loads(self.webhook_headers or "{}"),
             timeout=self._timeouts(),
+            address_policy=outbound_policy(self.env),
         )
 
     def _send_test_message(self, phone, text):

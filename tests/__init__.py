@@ -13,6 +13,7 @@ from . import test_concurrency
 from . import test_expiry_rules
 from . import test_migration
 from . import test_companies
+from . import test_outbound
 from . import test_hostile_records
 from . import test_hostile_property
 from . import test_sicantik_whatsapp_providers

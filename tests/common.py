@@ -11,6 +11,7 @@ from odoo.tests.common import _super_send
 from odoo.addons.sicantik_connector.sandbox import SandboxServer
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+ALLOWED_LOOPBACK = "127.0.0.1 localhost ::1"
 
 
 class SicantikCommon(TransactionCase):
@@ -27,6 +28,11 @@ class SicantikCommon(TransactionCase):
             cls.env,
             login="sicantik_user",
             groups="sicantik_connector.sicantik_connector_group_user",
+        )
+        # The sandbox and the loopback gateways listen on this machine: allowed
+        # as an administrator would allow a server of the office network.
+        cls.env["ir.config_parameter"].sudo().set_param(
+            "sicantik_connector.allowed_hosts", ALLOWED_LOOPBACK
         )
         cls.user_manager = new_test_user(
             cls.env,

@@ -4,7 +4,7 @@ from odoo.tools import mute_logger
 
 from odoo.addons.sicantik_connector.sandbox import SandboxServer
 
-from .common import use_loopback_send
+from .common import ALLOWED_LOOPBACK, use_loopback_send
 from .test_security import MANAGER_ACTIONS, NAVIGATION_ACTIONS
 
 ADDON = "sicantik_connector"
@@ -24,6 +24,9 @@ class TestCompanyLines(HttpCase):
         cls.sandbox = SandboxServer(permits=20, seed=5).start()
         cls.addClassCleanup(cls.sandbox.stop)
         env = cls.env
+        env["ir.config_parameter"].sudo().set_param(
+            "sicantik_connector.allowed_hosts", ALLOWED_LOOPBACK
+        )
         env["sicantik.config"].search([]).write({"active": False})
         cls.company_a = env.company
         cls.company_b = env["res.company"].create({"name": "Kabupaten B"})

@@ -14,7 +14,7 @@ from odoo.tests import common as odoo_test_common
 from odoo.addons.sicantik_connector.sandbox import SandboxServer
 from odoo.addons.sicantik_connector.sandbox.data import PERMIT_TYPE_SPECS
 
-from .common import use_loopback_send
+from .common import ALLOWED_LOOPBACK, use_loopback_send
 
 # Where the README's screenshot goes (taken with SICANTIK_SCREENSHOT=1).
 SCREENSHOT = Path(__file__).resolve().parents[1] / "static/description/dashboard.png"
@@ -48,6 +48,9 @@ class TestSicantikTours(HttpCase):
         cls.sandbox = SandboxServer(permits=50, seed=3).start()
         cls.addClassCleanup(cls.sandbox.stop)
         cls.env = cls.env(context=dict(cls.env.context, tracking_disable=True))
+        cls.env["ir.config_parameter"].sudo().set_param(
+            "sicantik_connector.allowed_hosts", ALLOWED_LOOPBACK
+        )
         cls.env["sicantik.config"].search([]).write({"active": False})
         cls.config = cls.env["sicantik.config"].create(
             {

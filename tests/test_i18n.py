@@ -43,6 +43,10 @@ class TestI18n(TransactionCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
+        # The connector below points at loopback (nothing listens there).
+        cls.env["ir.config_parameter"].sudo().set_param(
+            "sicantik_connector.allowed_hosts", "127.0.0.1"
+        )
         cls.catalogue = {}
         for row in PoFileReader(file_path(PO_FILE)):
             if row["module"] == ADDON and row["value"]:

@@ -37,7 +37,7 @@ class TestSicantikConfig(SicantikCommon):
 
     def test_plain_http_is_flagged(self):
         config = self.env["sicantik.config"].create(
-            {"name": "LAN", "api_url": "http://10.0.0.5/backoffice/api"}
+            {"name": "LAN", "api_url": "http://sicantik.office.test/backoffice/api"}
         )
         self.assertTrue(config.insecure_url)
         config.api_url = "HTTPS://example.test/backoffice/api"

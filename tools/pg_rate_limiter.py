@@ -364,5 +364,7 @@ class PgRateLimiter:
         if conn is not None and self._conn_pid == os.getpid() and not conn.closed:
             try:
                 conn.close()
-            except psycopg2.Error:
-                pass
+            except psycopg2.Error as err:
+                _logger.debug(
+                    "rate bucket %s: closing a broken connection: %s", self.key, err
+                )

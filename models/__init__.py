@@ -1,6 +1,7 @@
 from . import sicantik_job_mixin
 from . import sicantik_reminder_settings
 from . import sicantik_connector_record
+from . import sicantik_rate_bucket
 from . import sicantik_whatsapp_provider
 from . import sicantik_config
 from . import sicantik_permit_type

@@ -7,7 +7,6 @@ from odoo.addons.base.models.res_partner import _tz_get
 
 from ..tools import const, expiry
 from ..tools.api_errors import AddressNotAllowed
-from ..tools.rate_limiter import RateLimiter, shared_limiter
 from ..tools.sicantik_api import SicantikApi
 from ..tools.sicantik_exceptions import SicantikError
 from .access import (
@@ -506,7 +505,8 @@ class SicantikConfig(models.Model):
         """The rate limiter of this connector's server (host and port).
 
         Connectors pointing at one server share one quota, paced at the
-        lowest rate any of them sets.
+        lowest rate any of them sets, kept in one database row for every
+        process of the deployment (``sicantik.rate.bucket``).
         """
         if not self.rate_limit_enabled or not self.rate_limit:
             return None
@@ -517,9 +517,7 @@ class SicantikConfig(models.Model):
             if config._server() == server
         ]
         rate = float(min([self.rate_limit, *rates]))
-        return shared_limiter(
-            ("sicantik", server, rate), lambda: RateLimiter.for_server_limit(rate)
-        )
+        return self.env["sicantik.rate.bucket"]._limiter(f"sicantik:{server}", rate)
 
     def _server(self):
         """Host and port of the API URL: what the server's quota counts."""

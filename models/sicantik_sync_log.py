@@ -195,6 +195,17 @@ class SicantikSyncLog(models.Model):
         digits=(16, 2),
         help="Time spent waiting so as not to exceed the requests per second.",
     )
+    pace_lowest = fields.Float(
+        string="Lowest pace (%)",
+        digits=(16, 1),
+        help="The slowest pace the run went at, in percent of the requests per "
+        "second: the server's 429/503 answers or a climbing latency lower it "
+        "for a while.",
+    )
+    slowdown_count = fields.Integer(
+        string="Slow-downs",
+        help="Times the server's answers made this run lower its pace.",
+    )
 
     # --- outcome
     message = fields.Text(string="Summary")
@@ -311,6 +322,14 @@ class SicantikSyncLog(models.Model):
             "rate_limit_wait": self.rate_limit_wait
             + (stats.get("rate_limit_wait_s") or 0.0),
         }
+        pace = stats.get("pace_lowest")
+        if pace is not None:
+            percent = 100.0 * pace
+            values["pace_lowest"] = (
+                min(self.pace_lowest, percent) if self.pace_lowest else percent
+            )
+        if stats.get("slowdowns"):
+            values["slowdown_count"] = self.slowdown_count + stats["slowdowns"]
         p50, p95 = stats.get("latency_p50_ms"), stats.get("latency_p95_ms")
         if p50 is not None:
             before = self.request_count

@@ -7,7 +7,6 @@ from odoo import _, api, fields, models
 from odoo.exceptions import ValidationError
 
 from ..tools import reminders, whatsapp_gateways
-from ..tools.rate_limiter import RateLimiter, shared_limiter
 from ..tools.whatsapp_exceptions import WhatsappError
 from .access import MANAGER_GROUP, check_outbound_url, ensure_manager, outbound_policy
 
@@ -171,12 +170,12 @@ class SicantikWhatsappProvider(models.Model):
         return self.provider_type == "log"
 
     def _limiter(self):
-        """One bucket per provider and process: the sender job and a test
-        message never go faster together than the gateway allows."""
+        """One bucket per provider, shared by every process of the
+        deployment: the sender jobs and a test message never go faster
+        together than the gateway allows."""
         rate = float(self.rate_limit or 1.0)
-        return shared_limiter(
-            ("whatsapp", self.env.cr.dbname, self.id, rate),
-            lambda: RateLimiter(rate),
+        return self.env["sicantik.rate.bucket"]._limiter(
+            f"whatsapp:{self.id}", rate, server_limit=False
         )
 
     def _timeouts(self):

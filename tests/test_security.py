@@ -30,6 +30,8 @@ ACCESS = {
     "sicantik.whatsapp.provider": {"user": "r", "manager": "rwcu", "admin": "rwcu"},
     "sicantik.notification": {"user": "r", "manager": "rwu", "admin": "rwu"},
     "sicantik.whatsapp.test.message": {"manager": "rwcu", "admin": "rwcu"},
+    # Written by the rate limiter's own connection only; managers may look.
+    "sicantik.rate.bucket": {"manager": "r", "admin": "r"},
 }
 # Buttons that call SICANTIK, queue work or change data: managers only, and
 # refused before any request. Navigation buttons only open a list whose
@@ -176,6 +178,7 @@ class TestSecurity(SicantikSandboxCase):
                 },
                 {"message": "Edited"},
             ),
+            "sicantik.rate.bucket": ({"key": "sicantik:example.test"}, {"pace": 0.5}),
         }[model]
 
     def _rights(self, model, user):

@@ -9,6 +9,8 @@ _EXPORTS = {
     "parse_retry_after": ".http_core",
     "ApiError": ".api_errors",
     "RateLimiter": ".rate_limiter",
+    "AdaptivePace": ".adaptive_pace",
+    "PgRateLimiter": ".pg_rate_limiter",
     "ClientStats": ".stats",
     "Page": ".records",
     "IssuedPermit": ".records",

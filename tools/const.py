@@ -34,6 +34,31 @@ DEFAULT_PAGE_SIZE = 50  # older docs recommend at most 50 rows per request
 # agreed rate. See ``rate_limiter.py`` for why spacing is measured on the
 # actual release times (late thread wake-ups never compress the spacing).
 RATE_SAFETY_MARGIN = 0.03
+# In window terms: ``rate`` + 1 requests span at least ``1 / (1 - margin)``
+# seconds of send time, so the server counts at most ``rate`` in any 1 s window
+# as long as two requests' send-to-arrival delays differ by less than
+# ``margin / (1 - margin)`` seconds: 30.9 ms with 3 %.
+#
+# The deployment-wide (PostgreSQL) limiter hands out send times; a process
+# that wakes up for its slot more than this late drops the slot and claims a
+# new one, so a late send eats at most this much of the 30.9 ms above and
+# leaves the rest (about 21 ms) for the network.
+LATE_SLOT_TOLERANCE_S = 0.010
+# The PostgreSQL limiter: how long one claim may wait for the database, how
+# long a process keeps trying (then it raises; it never sends unpaced), and the
+# pause between two tries.
+LIMITER_STATEMENT_TIMEOUT_MS = 2000
+LIMITER_UNREACHABLE_GIVE_UP_S = 60.0
+LIMITER_RECONNECT_PAUSE_S = 0.5
+
+# Adaptive pace (``adaptive_pace.py``): AIMD on a fraction of the rate.
+CONGESTION_STATUSES = frozenset({429, 503})
+PACE_FLOOR = 0.2  # never below a fifth of the configured rate
+PACE_DECREASE = 0.5  # multiplicative decrease on a congestion signal
+PACE_HOLD_S = 2.0  # one decrease per event; no recovery during the hold
+PACE_RECOVERY_PER_S = 0.05  # additive increase: 1/2 -> 1 in 10 s
+LATENCY_CLIMB_FACTOR = 2.0  # average latency above twice its usual level ...
+LATENCY_CLIMB_MIN_S = 0.25  # ... and at least this much above it
 
 # Read the body in chunks of this size (raw, before decompression).
 READ_CHUNK_BYTES = 64 * 1024

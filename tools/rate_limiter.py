@@ -15,15 +15,43 @@ What the limiter cannot control is the delay between its release and the
 request's arrival at the server (thread scheduling, network). Callers that must
 stay under a server-side limit leave a small margin for that:
 :meth:`RateLimiter.for_server_limit` applies ``const.RATE_SAFETY_MARGIN``.
+
+The sliding-window guarantee (at most ``limit`` releases in any 1 s window)
+needs ``burst=1``: after an idle period a bucket of ``burst`` tokens lets
+``burst`` requests go back to back, and the window that holds them also holds
+the ``rate - 1`` paced ones behind them. ``for_server_limit`` therefore
+refuses any other burst.
+
+With a ``pace`` (:class:`~.adaptive_pace.AdaptivePace`) the refill rate is
+``rate * pace.factor()``: the server's 429/503 answers, fed back through
+:meth:`RateLimiter.feedback`, slow the bucket down for a while. This bucket
+holds for one process; ``pg_rate_limiter.py`` holds one quota for every
+process of a deployment.
 """
 
 import threading
 import time
 
+from .adaptive_pace import AdaptivePace
 from .const import RATE_SAFETY_MARGIN
 
 # Float tolerance on the token count (refill arithmetic is not exact).
 _EPSILON = 1e-9
+
+
+def check_rate(rate):
+    """``rate`` as a float, refused unless > 0."""
+    rate = float(rate)
+    if not rate > 0:
+        raise ValueError(f"rate must be > 0, got {rate!r}")
+    return rate
+
+
+def paced_rate(limit, margin):
+    """The pace that keeps a server-side ``limit``: ``limit * (1 - margin)``."""
+    if not 0 <= margin < 1:
+        raise ValueError(f"margin must be in [0, 1), got {margin!r}")
+    return float(limit) * (1.0 - margin)
 
 
 class RateLimiter:
@@ -34,18 +62,19 @@ class RateLimiter:
         period (>= 1)
     :param clock: monotonic clock in seconds (injectable for tests)
     :param sleep: sleep function in seconds (injectable for tests)
+    :param pace: an :class:`AdaptivePace` scaling the rate down, or None
     """
 
-    def __init__(self, rate, burst=1, *, clock=time.monotonic, sleep=time.sleep):
-        rate = float(rate)
-        if not rate > 0:
-            raise ValueError(f"rate must be > 0, got {rate!r}")
+    def __init__(
+        self, rate, burst=1, *, clock=time.monotonic, sleep=time.sleep, pace=None
+    ):
         if burst < 1:
             raise ValueError(f"burst must be >= 1, got {burst!r}")
-        self._rate = rate
+        self._rate = check_rate(rate)
         self._burst = float(burst)
         self._clock = clock
         self._sleep = sleep
+        self._pace = pace
         self._turnstile = threading.Lock()  # one waiter at a time
         self._state_lock = threading.Lock()  # tokens / timestamps
         self._tokens = self._burst
@@ -53,16 +82,23 @@ class RateLimiter:
         self._released = 0
 
     @classmethod
-    def for_server_limit(cls, limit, *, margin=RATE_SAFETY_MARGIN, **kwargs):
+    def for_server_limit(
+        cls, limit, *, margin=RATE_SAFETY_MARGIN, adaptive=True, **kwargs
+    ):
         """Limiter that keeps a server-side limit of ``limit`` req/s.
 
         Paces at ``limit * (1 - margin)`` so that arrival jitter between the
         client and the server does not push an observed 1 s window over the
-        limit (see ``const.RATE_SAFETY_MARGIN``).
+        limit (see ``const.RATE_SAFETY_MARGIN``), with ``burst=1`` (the only
+        burst that keeps every 1 s window at the limit), and with an adaptive
+        pace unless ``adaptive=False``.
         """
-        if not 0 <= margin < 1:
-            raise ValueError(f"margin must be in [0, 1), got {margin!r}")
-        return cls(float(limit) * (1.0 - margin), **kwargs)
+        rate = paced_rate(limit, margin)
+        if kwargs.setdefault("burst", 1) != 1:
+            raise ValueError("a server-side limit needs burst=1")
+        if adaptive and kwargs.get("pace") is None:
+            kwargs["pace"] = AdaptivePace(clock=kwargs.get("clock", time.monotonic))
+        return cls(rate, **kwargs)
 
     @property
     def rate(self):
@@ -77,10 +113,26 @@ class RateLimiter:
         """Number of tokens handed out so far."""
         return self._released
 
+    @property
+    def pace(self):
+        return self._pace
+
+    def pace_factor(self):
+        """Fraction of ``rate`` the bucket refills at now (1 without a pace)."""
+        return 1.0 if self._pace is None else self._pace.factor()
+
+    def feedback(self, status, latency_s):
+        """One answer of the server; True when it slowed the pace down."""
+        return self._pace is not None and self._pace.feedback(status, latency_s)
+
+    def _current_rate(self):
+        return self._rate * self.pace_factor()
+
     def _refill(self, now):
         elapsed = now - self._updated
         if elapsed > 0:
-            self._tokens = min(self._burst, self._tokens + elapsed * self._rate)
+            rate = self._current_rate()
+            self._tokens = min(self._burst, self._tokens + elapsed * rate)
             self._updated = now
 
     def _try_take(self):
@@ -91,7 +143,7 @@ class RateLimiter:
                 self._tokens -= 1.0
                 self._released += 1
                 return 0.0
-            return (1.0 - self._tokens) / self._rate
+            return (1.0 - self._tokens) / self._current_rate()
 
     def try_acquire(self):
         """Take a token without waiting; return True when one was available."""

@@ -55,6 +55,12 @@ def scrub(text, limit=160):
     return text[:limit]
 
 
+def pace_factor(limiter):
+    """The limiter's adaptive pace (fraction of its rate); 1 if it has none."""
+    current = getattr(limiter, "pace_factor", None)
+    return current() if current else 1.0
+
+
 def check_int(name, value, minimum):
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise SicantikConfigError(f"{name} must be an integer >= {minimum}")
@@ -189,6 +195,7 @@ class SicantikTransport:
             self._check_cancel(cancel)
             if self.limiter is not None:
                 self.stats.record_wait(self.limiter.acquire())
+                self.stats.record_pace(pace_factor(self.limiter))
                 self._check_cancel(cancel)
             started = time.monotonic()
             if call_end is None:
@@ -355,6 +362,18 @@ class SicantikTransport:
         finally:
             elapsed = time.monotonic() - started
             self.stats.record_attempt(endpoint, status, elapsed, sink.raw_bytes)
+            if getattr(self.limiter, "feedback", None) and self.limiter.feedback(
+                status, elapsed
+            ):
+                self.stats.record_pace(pace_factor(self.limiter), slowed=True)
+                self._log.info(
+                    "SICANTIK %s: %s answered %s in %.0f ms, pace lowered to %.0f %%",
+                    self.host,
+                    endpoint,
+                    status,
+                    elapsed * 1000.0,
+                    pace_factor(self.limiter) * 100.0,
+                )
             self._log.debug(
                 "SICANTIK %s: GET %s -> %s in %.0f ms (attempt %d)",
                 self.host,

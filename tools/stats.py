@@ -42,6 +42,8 @@ class ClientStats:
             self._latencies_ms = []
             self._rate_limit_wait = 0.0
             self._bytes = 0
+            self._pace_lowest = None
+            self._slowdowns = 0
 
     def record_attempt(self, endpoint, status, latency_s, nbytes=0):
         """One HTTP attempt finished with ``status`` (None: no answer)."""
@@ -62,6 +64,15 @@ class ClientStats:
             with self._lock:
                 self._rate_limit_wait += seconds
 
+    def record_pace(self, factor, slowed=False):
+        """The limiter's adaptive pace now (fraction of the rate); ``slowed``
+        when this client's answer made it go down."""
+        with self._lock:
+            if self._pace_lowest is None or factor < self._pace_lowest:
+                self._pace_lowest = factor
+            if slowed:
+                self._slowdowns += 1
+
     @property
     def requests(self):
         return self._requests
@@ -81,6 +92,10 @@ class ClientStats:
                 "retries": self._retries,
                 "rate_limit_wait_s": round(self._rate_limit_wait, 3),
                 "bytes_received": self._bytes,
+                "pace_lowest": None
+                if self._pace_lowest is None
+                else round(self._pace_lowest, 3),
+                "slowdowns": self._slowdowns,
             }
         p50 = percentile(latencies, 0.50)
         p95 = percentile(latencies, 0.95)

@@ -623,9 +623,12 @@ def test_statistics(sandbox, make_api):
     assert stats["retries"] == 1
     assert 50 <= stats["latency_p50_ms"] <= stats["latency_p95_ms"] < 2000
     assert stats["bytes_received"] > 0
-    # Six requests 206 ms apart, each answered in ~50 ms: the limiter made the
-    # client wait, and the figure says so (5 waits of up to ~150 ms).
-    assert 0.1 < stats["rate_limit_wait_s"] < 1.1
+    # The 503 halved the pace (adaptive pace) for the 2 s hold: the requests
+    # after it are 412 ms apart instead of 206, each answered in ~50 ms, so the
+    # limiter made the client wait (5 waits of up to ~360 ms).
+    assert stats["slowdowns"] == 1
+    assert stats["pace_lowest"] == 0.5
+    assert 0.1 < stats["rate_limit_wait_s"] < 2.0
 
 
 def test_logs_never_carry_the_query_string(sandbox, api, caplog):

@@ -165,3 +165,63 @@ def test_server_limit_margin():
 def test_invalid_settings(rate, burst):
     with pytest.raises(ValueError):
         RateLimiter(rate, burst)
+
+
+# --------------------------------------------------------------------------
+# The sliding-window guarantee: at most `limit` releases in ANY 1 s window
+# --------------------------------------------------------------------------
+
+
+def max_in_window(times, width=1.0):
+    """The most events inside one half-open window [t, t + width)."""
+    times = sorted(times)
+    best, first = 0, 0
+    for last, t in enumerate(times):
+        while t - times[first] >= width - 1e-9:
+            first += 1
+        best = max(best, last - first + 1)
+    return best
+
+
+def test_server_limit_holds_in_every_sliding_window_after_idle_periods():
+    clock = FakeClock()
+    limiter = RateLimiter.for_server_limit(10, clock=clock, sleep=clock.sleep)
+    releases = []
+    rng = __import__("random").Random(7)
+    for _ in range(400):
+        # Idle periods of every length, the case where a bigger bucket would
+        # let a burst through on top of the paced releases.
+        if rng.random() < 0.2:
+            clock.advance(rng.choice([0.01, 0.05, 0.3, 0.9, 1.0, 2.5]))
+        limiter.acquire()
+        releases.append(clock())
+    assert max_in_window(releases) <= 10
+
+
+def test_a_burst_above_one_would_break_the_window_so_it_is_refused():
+    clock = FakeClock()
+    limiter = RateLimiter(
+        10 * (1 - RATE_SAFETY_MARGIN), 3, clock=clock, sleep=clock.sleep
+    )
+    clock.advance(5)  # idle: the bucket is full
+    releases = []
+    for _ in range(12):
+        limiter.acquire()
+        releases.append(clock())
+    assert max_in_window(releases) == 12  # 3 back to back + 9 paced: over 10
+    with pytest.raises(ValueError):
+        RateLimiter.for_server_limit(10, burst=3)
+
+
+def test_an_adaptive_pace_slows_the_bucket_down_and_recovers():
+    clock = FakeClock()
+    limiter = RateLimiter.for_server_limit(10, margin=0, clock=clock, sleep=clock.sleep)
+    limiter.acquire()
+    assert limiter.acquire() == pytest.approx(0.1)
+    assert limiter.feedback(429, 0.05) is True
+    assert limiter.pace_factor() == pytest.approx(0.5)
+    assert limiter.acquire() == pytest.approx(0.2)  # 5 req/s now
+    clock.advance(2.0 + 10.0)  # the hold, then 10 s of additive increase
+    assert limiter.pace_factor() == pytest.approx(1.0)
+    assert limiter.feedback(200, 0.05) is False
+    assert RateLimiter.for_server_limit(10, adaptive=False).feedback(429, 0) is False

@@ -4,7 +4,7 @@
 ``Authorization`` and form fields; see the project's ``whatsapp-gateways.md``.
 """
 
-from .whatsapp_base import DEFAULT_TIMEOUT, HttpGateway, SendResult
+from .whatsapp_base import HttpGateway, SendResult
 from .whatsapp_exceptions import (
     WhatsappConfigError,
     WhatsappInvalidNumber,
@@ -48,23 +48,11 @@ class FonnteGateway(HttpGateway):
         self,
         token,
         base_url=None,
-        *,
-        timeout=DEFAULT_TIMEOUT,
-        deadline=None,
-        limiter=None,
-        logger=None,
-        call_deadline=None,
-        address_policy=None,
+        **options,
     ):
-        super().__init__(
-            base_url or FONNTE_BASE_URL,
-            timeout=timeout,
-            deadline=deadline,
-            limiter=limiter,
-            logger=logger,
-            call_deadline=call_deadline,
-            address_policy=address_policy,
-        )
+        # ``options``: the connection options of ``HttpGateway`` (timeouts,
+        # deadlines, limiter, logger, address policy).
+        super().__init__(base_url or FONNTE_BASE_URL, **options)
         self._token = self._require(token, "device token")
         self._add_secrets(self._token)
 

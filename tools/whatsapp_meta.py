@@ -7,7 +7,7 @@
 import re
 
 from .http_core import parse_retry_after
-from .whatsapp_base import DEFAULT_TIMEOUT, HttpGateway, SendResult
+from .whatsapp_base import HttpGateway, SendResult
 from .whatsapp_exceptions import (
     SCOPE_MESSAGE,
     WhatsappConfigError,
@@ -68,23 +68,11 @@ class MetaCloudGateway(HttpGateway):
         language="id",
         api_version=META_DEFAULT_VERSION,
         base_url=None,
-        *,
-        timeout=DEFAULT_TIMEOUT,
-        deadline=None,
-        limiter=None,
-        logger=None,
-        call_deadline=None,
-        address_policy=None,
+        **options,
     ):
-        super().__init__(
-            base_url or META_BASE_URL,
-            timeout=timeout,
-            deadline=deadline,
-            limiter=limiter,
-            logger=logger,
-            call_deadline=call_deadline,
-            address_policy=address_policy,
-        )
+        # ``options``: the connection options of ``HttpGateway`` (timeouts,
+        # deadlines, limiter, logger, address policy).
+        super().__init__(base_url or META_BASE_URL, **options)
         self._token = self._require(token, "access token")
         self._add_secrets(self._token)
         phone_number_id = self._require(phone_number_id, "phone number id")

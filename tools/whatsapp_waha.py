@@ -5,7 +5,7 @@
 the office should pace it gently (provider rate limit) to avoid a ban.
 """
 
-from .whatsapp_base import DEFAULT_TIMEOUT, HttpGateway, SendResult
+from .whatsapp_base import HttpGateway, SendResult
 from .whatsapp_exceptions import WhatsappInvalidNumber, WhatsappRetryableError
 
 WAHA_DEFAULT_SESSION = "default"
@@ -29,22 +29,11 @@ class WahaGateway(HttpGateway):
         session=WAHA_DEFAULT_SESSION,
         *,
         check_number=True,
-        timeout=DEFAULT_TIMEOUT,
-        deadline=None,
-        limiter=None,
-        logger=None,
-        call_deadline=None,
-        address_policy=None,
+        **options,
     ):
-        super().__init__(
-            base_url,
-            timeout=timeout,
-            deadline=deadline,
-            limiter=limiter,
-            logger=logger,
-            call_deadline=call_deadline,
-            address_policy=address_policy,
-        )
+        # ``options``: the connection options of ``HttpGateway`` (timeouts,
+        # deadlines, limiter, logger, address policy).
+        super().__init__(base_url, **options)
         self._api_key = (api_key or "").strip() or None
         self._add_secrets(self._api_key)
         self.session = (session or "").strip() or WAHA_DEFAULT_SESSION

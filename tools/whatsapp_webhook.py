@@ -7,7 +7,7 @@ configured headers. The contract is the one of :class:`WebhookGateway`.
 import re
 from urllib.parse import urlsplit
 
-from .whatsapp_base import DEFAULT_TIMEOUT, HttpGateway, SendResult
+from .whatsapp_base import HttpGateway, SendResult
 from .whatsapp_exceptions import (
     SCOPE_PROVIDER,
     WhatsappInvalidNumber,
@@ -59,23 +59,11 @@ class WebhookGateway(HttpGateway):
         self,
         url,
         headers=None,
-        *,
-        timeout=DEFAULT_TIMEOUT,
-        deadline=None,
-        limiter=None,
-        logger=None,
-        call_deadline=None,
-        address_policy=None,
+        **options,
     ):
-        super().__init__(
-            url,
-            timeout=timeout,
-            deadline=deadline,
-            limiter=limiter,
-            logger=logger,
-            call_deadline=call_deadline,
-            address_policy=address_policy,
-        )
+        # ``options``: the connection options of ``HttpGateway`` (timeouts,
+        # deadlines, limiter, logger, address policy).
+        super().__init__(url, **options)
         self._headers = self._check_headers(headers or {})
         # header values, the URL's path and query, and the parts of them
         # long enough to be tokens

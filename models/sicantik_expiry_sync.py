@@ -103,7 +103,7 @@ class SicantikExpirySync(models.AbstractModel):
         rows = self._select_work(config, now, batch) if batch > 0 else []
         if rows:
             try:
-                self._check_rows(config, rows, log, deadline, progress)
+                self._ask_rows(config, rows, log, deadline, progress)
             except SicantikError as err:
                 self._stop(config, log, err)
                 return False
@@ -191,7 +191,7 @@ class SicantikExpirySync(models.AbstractModel):
         self._end_run(config, log)
 
     @api.model
-    def _check_rows(self, config, rows, log, deadline, progress, commit=True):
+    def _ask_rows(self, config, rows, log, deadline, progress, commit=True):
         """Ask cekperizinan about ``rows`` (concurrent, rate-limited) and
         write the answers chunk by chunk. Raises a system-scope error after
         writing the answers received before it."""
@@ -291,7 +291,7 @@ class SicantikExpirySync(models.AbstractModel):
                 )
                 log.write({"progress_total": len(rows)})
                 if rows:
-                    self._check_rows(
+                    self._ask_rows(
                         config,
                         rows,
                         log,

@@ -1,0 +1,250 @@
+"""Deadlines and addresses enforced by the connections of an HTTP session
+(no Odoo import; used by ``http_core``).
+
+:class:`Guard` holds, per thread, the deadline of the running attempt and the
+outbound address policy (``addresses.py``); the guarded urllib3 connections
+and pools below check the address actually connected to, get at most the
+time left to connect, and a watchdog shuts the socket down at the deadline,
+so connect, TLS, status line, headers and body all end in time whatever the
+server does.
+"""
+
+import contextlib
+import functools
+import socket
+import threading
+import time
+
+import urllib3.exceptions
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+
+# --------------------------------------------------------------------------
+# Deadline of an attempt, address policy at connect time
+# --------------------------------------------------------------------------
+class Guard:
+    """What the connections of one session enforce.
+
+    * the **deadline** of the current attempt of each thread: inside
+      ``with guard.attempt(deadline):`` (a ``time.monotonic()`` instant) a
+      new connection gets at most the time left to connect, and a watchdog
+      shuts down the socket of the attempt's connection (``SHUT_RDWR``, which
+      wakes a blocked ``recv``, TLS included) when the deadline passes. Then
+      nothing the server does (trickled status line, headers, chunk sizes or
+      TLS handshake, a connection accepted and never answered) outlives the
+      deadline: the blocked read fails at once and :attr:`Attempt.expired`
+      says why, so that the client reports a timeout, not a broken
+      connection. DNS resolution is the one step it cannot cut (the
+      system resolver bounds it).
+    * the **address policy** (``addresses.AddressPolicy`` or None): every
+      new connection resolves its host, checks every address and connects
+      to a checked one, keeping the host name for the ``Host`` header and
+      the TLS name check. A refused address raises
+      :class:`~.api_errors.AddressNotAllowed` from ``session.send`` (not a
+      ``requests`` exception) before any byte is sent. Through an
+      environment proxy, which resolves the name itself, the URL is checked
+      by :func:`prepare` instead.
+    """
+
+    def __init__(self, address_policy=None):
+        self.address_policy = address_policy
+        self._local = threading.local()
+        self._lock = threading.Lock()  # connection ownership, expiry
+
+    def attempt(self, deadline):
+        """A context manager bounding this thread's requests by ``deadline``."""
+        return Attempt(self, deadline)
+
+    def current(self):
+        """This thread's running :class:`Attempt`, or None."""
+        return getattr(self._local, "attempt", None)
+
+
+class Attempt:
+    """One attempt under a :class:`Guard` (see there); ``expired`` turns True
+    when the watchdog cut it."""
+
+    def __init__(self, guard, deadline):
+        self.guard = guard
+        self.deadline = float(deadline)
+        self.expired = False
+        self._watched = []  # (connection, duplicate of its socket)
+        self._done = False
+        self._timer = None
+
+    def left(self):
+        """Seconds left before the deadline (negative once passed)."""
+        return self.deadline - time.monotonic()
+
+    def __enter__(self):
+        if self.guard.current() is not None:
+            raise RuntimeError("an attempt is already running in this thread")
+        self.guard._local.attempt = self
+        self._timer = threading.Timer(max(0.0, self.left()), self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.guard._local.attempt = None
+        with self.guard._lock:
+            self._done = True
+            watched, self._watched = self._watched, []
+        self._timer.cancel()
+        for _conn, dup in watched:
+            dup.close()
+
+    def watch(self, conn, sock):
+        """Put ``conn`` (whose socket is ``sock``) under this attempt.
+
+        The watchdog keeps a duplicate of the socket: shutting it down ends
+        the connection whatever object wraps the socket by then (TLS wraps
+        a new one around it after the handshake). A connection belongs to
+        the last attempt that used it, so an attempt that ends after its
+        connection went back to the pool never cuts the next user's call.
+        """
+        try:
+            dup = socket.fromfd(sock.fileno(), sock.family, sock.type)
+        except (OSError, ValueError):
+            return  # already closed: nothing left to cut
+        with self.guard._lock:
+            if self._done:
+                dup.close()
+                return
+            conn._guard_owner = self
+            self._watched.append((conn, dup))
+            if self.expired:
+                _shutdown(dup)
+
+    def _expire(self):
+        with self.guard._lock:
+            if self._done:
+                return
+            self.expired = True
+            # under the lock: a connection cannot change hands meanwhile
+            for conn, dup in self._watched:
+                if getattr(conn, "_guard_owner", None) is self:
+                    _shutdown(dup)
+
+
+def _shutdown(sock):
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _GuardedConnectionMixin:
+    """urllib3 connection under a :class:`Guard` (deadline, address policy)."""
+
+    def __init__(self, *args, guard=None, check_addresses=True, **kwargs):
+        self._guard = guard
+        self._guard_check = check_addresses
+        self._guard_owner = None
+        super().__init__(*args, **kwargs)
+
+    def _new_conn(self):
+        attempt = self._guard.current() if self._guard is not None else None
+        policy = self._guard.address_policy if self._guard is not None else None
+        saved_timeout, saved_host = self.timeout, self._dns_host
+        try:
+            if attempt is not None and isinstance(saved_timeout, int | float):
+                left = attempt.left()
+                if left <= 0:
+                    raise urllib3.exceptions.ConnectTimeoutError(
+                        self, "the deadline passed before connecting"
+                    )
+                self.timeout = min(saved_timeout, left)
+            if policy is not None and self._guard_check:
+                sock = self._connect_checked(policy, saved_host)
+            else:
+                sock = super()._new_conn()
+        finally:
+            self.timeout, self._dns_host = saved_timeout, saved_host
+        if attempt is not None:
+            attempt.watch(self, sock)
+        return sock
+
+    def _connect_checked(self, policy, host):
+        """Connect to a checked address of ``host`` (urllib3's errors)."""
+        try:
+            entries = policy.resolve(host, self.port)
+        except (OSError, UnicodeError) as e:
+            raise urllib3.exceptions.NewConnectionError(
+                self, f"Failed to establish a new connection: {e}"
+            ) from e
+        error = None
+        for entry in entries:
+            # urllib3 connects to _dns_host; a checked IP needs no lookup,
+            # and self.host still names the server for TLS (restored by
+            # the caller before the handshake) and the Host header.
+            self._dns_host = entry[4][0]
+            try:
+                return super()._new_conn()
+            except urllib3.exceptions.NewConnectionError as e:
+                error = e  # refused or timed out: try the next address
+        raise error
+
+    def putrequest(self, *args, **kwargs):
+        # A connection taken from the pool: the attempt now using it owns it.
+        attempt = self._guard.current() if self._guard is not None else None
+        if attempt is not None and self.sock is not None:
+            attempt.watch(self, self.sock)
+        return super().putrequest(*args, **kwargs)
+
+
+class GuardedHTTPConnection(_GuardedConnectionMixin, HTTPConnection):
+    pass
+
+
+class GuardedHTTPSConnection(_GuardedConnectionMixin, HTTPSConnection):
+    pass
+
+
+class GuardedHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = GuardedHTTPConnection
+
+
+class GuardedHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = GuardedHTTPSConnection
+
+
+class GuardedAdapter(HTTPAdapter):
+    """``HTTPAdapter`` whose connections are under ``guard`` (see :class:`Guard`).
+
+    Through a proxy, addresses are not checked at connect time (the
+    connection goes to the proxy): :func:`prepare` checks the URL instead.
+    """
+
+    def __init__(self, guard, **kwargs):
+        self.guard = guard
+        super().__init__(**kwargs)
+
+    def _guard_manager(self, manager, check_addresses):
+        manager.pool_classes_by_scheme = {
+            scheme: functools.partial(
+                pool, guard=self.guard, check_addresses=check_addresses
+            )
+            for scheme, pool in (
+                ("http", GuardedHTTPConnectionPool),
+                ("https", GuardedHTTPSConnectionPool),
+            )
+        }
+        return manager
+
+    def init_poolmanager(self, *args, **kwargs):
+        result = super().init_poolmanager(*args, **kwargs)
+        self._guard_manager(self.poolmanager, True)
+        return result
+
+    def proxy_manager_for(self, proxy, **proxy_kwargs):
+        known = proxy in self.proxy_manager
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if known or proxy.lower().startswith("socks"):
+            return manager  # SOCKS pools are urllib3's own: left as they are
+        return self._guard_manager(manager, False)
+
+
+# --------------------------------------------------------------------------
+# Session and request
+# --------------------------------------------------------------------------

@@ -4,6 +4,7 @@ import math
 import random
 import threading
 import time
+import unicodedata
 from collections import deque
 from http import HTTPStatus
 from numbers import Real
@@ -24,6 +25,9 @@ KNOB_DEFAULTS = {
     "hang_seconds": 30.0,
     "truncate_rate": 0.0,
     "malformed_rate": 0.0,
+    # the trickle fault: one byte of the body per interval, at most this many
+    "trickle_interval": 0.4,
+    "trickle_bytes": 64,
     "future_api": False,
     "seed": None,
 }
@@ -35,36 +39,48 @@ RATE_KNOBS = (
     ("truncate_rate", "truncate"),
     ("malformed_rate", "malformed"),
 )
-QUEUEABLE_FAULTS = frozenset(
-    {
-        "429-no-retry-after",
-        "hang",
-        "truncate",
-        "malformed",
-        "empty",
-        "html",
-        "reset",
-        "xxe",
-        "bomb",
-        "oversized",
-        "json-object",
-        "repeat-page",
-        # the server ignores the format asked for (and breaks it)
-        "xml",
-        "malformed-xml",
-        # content faults: the answer parses but its data is wrong
-        "json-list",
-        "missing-fields",
-        "impossible-date",
-        "duplicate-ids",
-    }
-)
-# Faults that change the payload of a normal answer (see ``alter_payload``).
-CONTENT_FAULTS = frozenset(
-    {"json-list", "missing-fields", "impossible-date", "duplicate-ids"}
-)
+# Hostile content: text a PostgreSQL column or index refuses, or that
+# displays as something else; in the names and addresses of every row.
+HOSTILE_FAULTS = frozenset({"nul-bytes", "long-values", "control-chars"})
+# Faults that change the payload of a normal answer (see ``alter_payload``):
+# the answer parses but its data is wrong.
+CONTENT_FAULTS = HOSTILE_FAULTS | {
+    "json-list",
+    "missing-fields",
+    "impossible-date",
+    "duplicate-ids",
+    "same-id",  # every row of the page under one registration id
+}
+QUEUEABLE_FAULTS = CONTENT_FAULTS | {
+    "429-no-retry-after",
+    "hang",
+    "truncate",
+    "malformed",
+    "empty",
+    "html",
+    "reset",
+    "xxe",
+    "bomb",
+    "oversized",
+    "json-object",
+    "repeat-page",
+    "extra-rows",  # more rows than the limit asked
+    # the server ignores the format asked for (and breaks it)
+    "xml",
+    "malformed-xml",
+    # the body, after prompt headers, one byte at a time
+    "trickle",
+}
 DATE_FIELDS = ("d_terima_berkas", "d_berlaku_izin", "tgl_surat", "d_tgl_berdiri")
 IMPOSSIBLE_DATE = "2023-02-30"
+NAME_FIELDS = ("n_pemohon", "n_perusahaan")
+ADDRESS_FIELDS = ("a_pemohon", "a_perusahaan")
+LONG_CHARS = 5000  # a long name or address: several kilobytes
+LONG_MULTIBYTE_CHARS = 3000  # 2 to 4 bytes each in UTF-8
+MULTIBYTE_UNIT = "\u738b\u56fd\u5546\u5e97\U0001f3e2\u0416\u0451"  # 王国商店🏢Жё
+RLO, PDF, ESC, ZWSP = "\u202e", "\u202c", "\x1b", "\u200b"
+COMBINING_SUFFIX = " Jose\u0301"  # José with the accent as a combining mark
+EXTRA_ROWS_FACTOR = 3  # the extra-rows fault serves this many times the limit
 RETRY_AFTER_STATUSES = (429, 503)
 OVERSIZED_BYTES = 64 * 1024 * 1024
 CHUNK_BYTES = 1024 * 1024
@@ -121,6 +137,13 @@ def validate_knob(name, value):
         if seconds != int(seconds):
             raise ValueError(f"retry_after must be whole seconds, got {value!r}")
         return int(seconds)
+    if name == "trickle_bytes":
+        count = _number(name, value)
+        if count != int(count) or count < 1:
+            raise ValueError(
+                f"trickle_bytes must be a whole number >= 1, got {value!r}"
+            )
+        return int(count)
     if name == "throttle_above_rps":
         return None if value is None else _number(name, value) or None
     upper = 1.0 if name.endswith("_rate") else None
@@ -259,6 +282,55 @@ def as_json_lists(payload):
     return payload
 
 
+def with_nul(text):
+    """``text`` with a NUL in its middle: removing it gives ``text`` back."""
+    middle = len(text) // 2
+    return f"{text[:middle]}\x00{text[middle:]}"
+
+
+def long_text(text, length=LONG_CHARS):
+    """``text`` repeated (a space between) to exactly ``length`` characters."""
+    unit = f"{text} "
+    return (unit * (length // len(unit) + 1))[:length]
+
+
+def multibyte_text(length=LONG_MULTIBYTE_CHARS):
+    """``length`` characters, none of them ASCII (CJK, an emoji, Cyrillic)."""
+    unit = MULTIBYTE_UNIT
+    return (unit * (length // len(unit) + 1))[:length]
+
+
+def with_controls(text):
+    """``text`` decomposed (NFD), wrapped in a right-to-left override, with an
+    ESC and a zero-width space in its middle, and " Jose" + U+0301 after it.
+
+    Cleaned of controls and overrides and put in NFC, it reads
+    ``text + " José"`` (the zero-width space aside).
+    """
+    middle = len(text) // 2
+    head, tail = (
+        unicodedata.normalize("NFD", t) for t in (text[:middle], text[middle:])
+    )
+    return f"{RLO}{head}{ESC}{ZWSP}{tail}{PDF}{COMBINING_SUFFIX}"
+
+
+def _hostile_value(fault, key, value, index):
+    """A text field of row ``index`` as a hostile-content fault serves it."""
+    if fault == "nul-bytes" and key in NAME_FIELDS + ADDRESS_FIELDS:
+        return with_nul(value)
+    if fault == "control-chars" and key in NAME_FIELDS:
+        return with_controls(value)
+    if fault == "long-values":
+        if key == "n_pemohon":
+            # every second applicant name multi-byte, the others ASCII
+            return multibyte_text() if index % 2 else long_text(value)
+        if key == "n_perusahaan":
+            return multibyte_text()
+        if key in ADDRESS_FIELDS:
+            return long_text(value)
+    return value
+
+
 def alter_payload(fault, payload):
     """The payload of a normal answer with a content fault applied."""
     if fault == "json-list":
@@ -266,6 +338,9 @@ def alter_payload(fault, payload):
     if not isinstance(payload, list):
         return payload  # a 404 error object or an empty body stays as it is
     items = [dict(i) if isinstance(i, dict) else i for i in payload]
+    first_id = next(
+        (i.get("pendaftaran_id") for i in items if isinstance(i, dict)), None
+    )
     for n, item in enumerate(items):
         if not isinstance(item, dict):
             continue
@@ -279,7 +354,30 @@ def alter_payload(fault, payload):
         elif fault == "duplicate-ids" and n % 2 and isinstance(items[n - 1], dict):
             # Two different permits under one registration id.
             item["pendaftaran_id"] = items[n - 1].get("pendaftaran_id")
+        elif fault == "same-id":
+            # The whole page under the first row's registration id.
+            item["pendaftaran_id"] = first_id
+        elif fault in HOSTILE_FAULTS:
+            for key, value in item.items():
+                if isinstance(value, str) and value:
+                    item[key] = _hostile_value(fault, key, value, n)
     return items
+
+
+def trickle(body, write, wait, *, interval, max_bytes):
+    """Write ``body`` one byte at a time, calling ``wait(interval)`` before
+    each byte; ``wait`` returns True when the server is stopping.
+
+    Stops at the end of the body, after ``max_bytes`` bytes, or when ``wait``
+    says so, whichever comes first: the loop is bounded by ``max_bytes``.
+    Returns the number of bytes written.
+    """
+    count = min(len(body), max_bytes)
+    for sent in range(count):
+        if wait(interval):
+            return sent
+        write(body[sent : sent + 1])
+    return count
 
 
 _SENTINEL = "SANDBOXENTITYREFERENCE"  # ASCII: htmlentities leaves it alone

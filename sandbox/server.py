@@ -222,6 +222,7 @@ class _Handler(LoopbackHandler):
                 args,
                 future_api=config["future_api"],
                 repeat_page=fault == "repeat-page",
+                page_factor=faults.EXTRA_ROWS_FACTOR if fault == "extra-rows" else 1,
             )
         else:
             reply = api.Reply(404, api.UNKNOWN_METHOD)
@@ -240,6 +241,9 @@ class _Handler(LoopbackHandler):
                     payload=faults.alter_payload(fault, reply.payload)
                 )
             content_type, body = render.render(reply.payload, fmt)
+            if fault == "trickle":
+                self._trickle(reply.status, body, content_type, config)
+                return
             self._answer(reply.status, body, content_type, fault=fault)
 
     def _status_fault(self, fault, config):
@@ -262,6 +266,23 @@ class _Handler(LoopbackHandler):
             self.close_connection = True
         self._done(status)
         self._send(status, body, content_type, headers, cut=cut)
+
+    def _trickle(self, status, body, content_type, config):
+        """Prompt headers, then the body one byte per ``trickle_interval``
+        (never gzipped); hangs up after ``trickle_bytes`` bytes."""
+        self.close_connection = True
+        self._done(status)
+        self.wfile.write(self._head(status, content_type, (), len(body)))
+        sent = 0
+        if self.command != "HEAD":
+            sent = faults.trickle(
+                body,
+                self.wfile.write,
+                self.server.owner._stopping.wait,
+                interval=config["trickle_interval"],
+                max_bytes=config["trickle_bytes"],
+            )
+        self.log_request(status, sent)
 
     def _sample_items(self, config, count):
         dataset = self.server.owner.dataset

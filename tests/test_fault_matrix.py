@@ -11,6 +11,8 @@ test fails when the README's table is not the one the cases produce.
 
 import os
 import socket
+import time
+import unicodedata
 from datetime import date
 from pathlib import Path
 from typing import NamedTuple
@@ -22,6 +24,9 @@ from odoo.tools import mute_logger
 
 from ..models.sicantik_config import SicantikConfig
 from ..sandbox.data import ZERO_DATE, b64
+from ..sandbox.faults import EXTRA_ROWS_FACTOR, ZWSP, alter_payload
+from ..tools.const import JUNK_NAMES
+from ..tools.storable import BIDI_CONTROLS, NAME_MAX, TEXT_MAX
 from .common import SicantikSandboxCase
 
 PERMIT_CRON = "sicantik_connector.ir_cron_sync_permits"
@@ -32,6 +37,19 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 START, END = "<!-- fault-matrix:start -->", "<!-- fault-matrix:end -->"
 # One fault per attempt: the first try and the client's three retries.
 ATTEMPTS = 4
+# The connector of the slow cases: 1 s to connect, 1 s per read, and so a
+# 3 s deadline per attempt (connect + 2 x read) for the whole body.
+SLOW_TIMEOUT = 1
+SLOW_DEADLINE = SLOW_TIMEOUT + 2 * SLOW_TIMEOUT
+# A generous bound on a run whose every attempt meets a trickling body.
+TRICKLE_BOUND = 4 * SLOW_DEADLINE * ATTEMPTS
+PAGES_LOGGER = "odoo.addons.sicantik_connector.tools.sicantik_pages"
+# Served field -> stored field and its cap, in a cekperizinan answer.
+DETAIL_TEXTS = (
+    ("n_perusahaan", "company_name", NAME_MAX),
+    ("a_pemohon", "applicant_address", TEXT_MAX),
+    ("a_perusahaan", "company_address", TEXT_MAX),
+)
 # What a permit holds that a sync may never lose.
 KEPT_FIELDS = (
     "no_surat",
@@ -62,6 +80,16 @@ class Case(NamedTuple):
 
 def every_attempt(fault):
     return (fault,) * ATTEMPTS
+
+
+def stored_form(text, cap):
+    """What the connector promises to store of a served text: control
+    characters (NUL included) and bidirectional formatting removed, NFC, runs
+    of white space folded to one space, cut to ``cap`` characters."""
+    kept = "".join(
+        c for c in text if unicodedata.category(c) != "Cc" and c not in BIDI_CONTROLS
+    )
+    return " ".join(unicodedata.normalize("NFC", kept).split())[:cap].rstrip()
 
 
 PERMIT_CASES = (
@@ -253,6 +281,58 @@ PERMIT_CASES = (
         "bad_response",
         ("repeat-page",),
     ),
+    Case(
+        "NUL bytes",
+        "permits",
+        "a NUL (\\u0000 in the JSON) inside every applicant name of the page",
+        "done",
+        faults=("nul-bytes",),
+        special="hostile",
+    ),
+    Case(
+        "over-long values",
+        "permits",
+        "applicant names of 5,000 characters, every second one of 3,000 "
+        "multi-byte characters",
+        "done",
+        faults=("long-values",),
+        special="hostile",
+    ),
+    Case(
+        "control and bidi characters",
+        "permits",
+        "every name in a right-to-left override (U+202E) with an ESC and a "
+        "zero-width space inside, accents decomposed, then e + U+0301",
+        "done",
+        faults=("control-chars",),
+        special="hostile",
+    ),
+    Case(
+        "page larger than asked",
+        "permits",
+        "3 x the rows the limit asked for (the limit ignored)",
+        "done",
+        faults=("extra-rows",),
+        special="extra_rows",
+    ),
+    Case(
+        "page of one registration id",
+        "permits",
+        "all 50 rows of the page carry the first row's pendaftaran_id",
+        "done",
+        faults=("same-id",),
+        special="one_id",
+    ),
+    Case(
+        "trickling body",
+        "permits",
+        "headers at once, then one byte of the body every 0.4 s; the "
+        "connector waits 1 s per read",
+        "partial",
+        "timeout",
+        every_attempt("trickle"),
+        special="trickle",
+    ),
 )
 
 EXPIRY_CASES = (
@@ -414,6 +494,42 @@ EXPIRY_CASES = (
         "done",
         special="number_dash",
     ),
+    Case(
+        "NUL bytes",
+        "expiry",
+        "a NUL inside the names, the company name and the addresses",
+        "done",
+        faults=("nul-bytes",),
+        special="hostile",
+    ),
+    Case(
+        "over-long values",
+        "expiry",
+        "applicant name and addresses of 5,000 characters, the company name "
+        "of 3,000 multi-byte characters",
+        "done",
+        faults=("long-values",),
+        special="hostile",
+    ),
+    Case(
+        "control and bidi characters",
+        "expiry",
+        "the names in a right-to-left override (U+202E) with an ESC and a "
+        "zero-width space inside, accents decomposed, then e + U+0301",
+        "done",
+        faults=("control-chars",),
+        special="hostile",
+    ),
+    Case(
+        "trickling body",
+        "expiry",
+        "headers at once, then one byte of the body every 0.4 s; the "
+        "connector waits 1 s per read",
+        "failed",
+        "timeout",
+        every_attempt("trickle"),
+        special="trickle",
+    ),
 )
 
 
@@ -508,13 +624,31 @@ class TestFaultMatrix(SicantikSandboxCase):
             "number_dash": first(
                 lambda p: "\u2013" in p.no_surat, "whose number has an en dash"
             ),
+            # A company holder (by NPWP): its contact takes the company name.
+            "hostile": first(
+                lambda p: len(p.applicants) == 1
+                and p.no_surat.isascii()
+                and p.d_berlaku_izin not in (None, ZERO_DATE)
+                and p.n_perusahaan
+                and p.a_perusahaan
+                and p.a_pemohon
+                and len([c for c in p.company.npwp or "" if c.isdigit()]) >= 15,
+                "with a company, its NPWP and both addresses",
+            ),
         }
         cls.truth = cls._snapshot()
 
     def setUp(self):
         super().setUp()
         self._restore = []  # undoes a case's changes to the sandbox dataset
+        self._reset_case()
         self.addCleanup(self._mend)
+
+    def _reset_case(self):
+        self._elapsed = None  # seconds of the run that met the fault
+        self._warnings = []  # what the client logged meanwhile (some cases)
+        self._old_holder = None  # the holder contact taken off (hostile)
+        self._next_truth = None  # what the next run leaves, when not the truth
 
     # ------------------------------------------------------------------
     # helpers
@@ -535,8 +669,8 @@ class TestFaultMatrix(SicantikSandboxCase):
         return self.permits.filtered(lambda p: p.pendaftaran_id == pid)
 
     def _break(self, case):
-        if case.special == "slow":
-            self.config.timeout = 1
+        if case.special in ("slow", "trickle"):
+            self.config.timeout = SLOW_TIMEOUT
         if case.special == "refused":
             self.config.api_url = f"http://127.0.0.1:{_closed_port()}/backoffice/api"
         if case.knobs:
@@ -548,6 +682,32 @@ class TestFaultMatrix(SicantikSandboxCase):
         self.sandbox.configure(latency=0.0, hang_seconds=30.0)
         if self.config.api_url != self.sandbox.url or self.config.timeout != 5:
             self.config.write({"api_url": self.sandbox.url, "timeout": 5})
+
+    def _permits_served_in(self, start, stop):
+        """The stored permits whose every list row is in rows[start:stop]."""
+        rows = self.sandbox.dataset.rows
+        inside = {p.pendaftaran_id for p, _who in rows[start:stop]}
+        outside = {p.pendaftaran_id for p, _who in rows[:start] + rows[stop:]}
+        return self.permits.filtered(lambda p: p.pendaftaran_id in inside - outside)
+
+    def _timed_trigger(self, cron, case):
+        """Run the job once; the client's warnings kept for some cases."""
+        started = time.monotonic()
+        if case.special == "extra_rows":
+            with self.assertLogs(PAGES_LOGGER, "WARNING") as logged:
+                cron.method_direct_trigger()
+            self._warnings = logged.output
+        else:
+            cron.method_direct_trigger()
+        self._elapsed = time.monotonic() - started
+
+    def _assert_clean(self, value, cap):
+        """A stored text holds no control or override, is NFC, fits ``cap``."""
+        self.assertTrue(value)
+        self.assertLessEqual(len(value), cap)
+        self.assertFalse([c for c in value if unicodedata.category(c) == "Cc"])
+        self.assertFalse(set(value) & BIDI_CONTROLS)
+        self.assertTrue(unicodedata.is_normalized("NFC", value))
 
     def _future_trigger(self, cron):
         return self.env["ir.cron.trigger"].search_count(
@@ -565,10 +725,18 @@ class TestFaultMatrix(SicantikSandboxCase):
         self.config.action_sync_now()
         with self.param("sicantik_connector.sync_pages_per_batch", 1):
             cron.method_direct_trigger()
-            self.assertEqual(self.config.sync_offset, self.config.page_size)
+            size = self.config.page_size
+            self.assertEqual(self.config.sync_offset, size)
+            if case.special == "hostile":
+                # Permits not named yet: the list's name is stored (a name
+                # already stored is kept, so passes do not flip it).
+                self._permits_served_in(size, 2 * size).applicant_name = False
+            elif case.special == "extra_rows":
+                # Named again only when their rows are read after the cut.
+                self._permits_served_in(size, None).applicant_name = False
             if case.special != "entities":
                 self._break(case)
-            cron.method_direct_trigger()
+            self._timed_trigger(cron, case)
         log = self.logs("permits")[0]
         if log.state == "running":  # the fault did not stop the pass
             self.run_cron(PERMIT_CRON)
@@ -599,10 +767,18 @@ class TestFaultMatrix(SicantikSandboxCase):
                 self.assertTrue(set(b64(number)) & {"+", "/"})
             else:  # trimming or collapsing the spaces would ask another number
                 self.assertNotEqual(b64(number), b64(" ".join(number.split())))
+        if case.special == "hostile":
+            # The holder's contact is made anew from this answer.
+            old = permit.partner_id
+            self.assertEqual(old.sicantik_key, permit._holder_key())
+            self.assertIn(":npwp:", old.sicantik_key)
+            old.sicantik_key = False
+            permit.partner_id = False
+            self._old_holder = old
         permit.action_check_expiry_now()
         self.assertEqual(self.config.expiry_due_count, 1)
         self._break(case)
-        cron.method_direct_trigger()
+        self._timed_trigger(cron, case)
         self._mend()
         return self.logs("expiry")[0]
 
@@ -619,12 +795,39 @@ class TestFaultMatrix(SicantikSandboxCase):
             others = {k: v for k, v in after.items() if k != source.pendaftaran_id}
             self.assertEqual(others, {k: self.truth[k] for k in others})
             return "expiry stored as valid while the business runs; issue date kept"
-        if case.special == "duplicates":
+        if case.special in ("duplicates", "one_id"):
             self._assert_nothing_replaced(after)
             pids = self.permits.mapped("pendaftaran_id")
             self.assertEqual(len(pids), len(set(pids)))
+            if case.special == "one_id":
+                first = self.sandbox.dataset.rows[self.config.page_size][0]
+                self.assertEqual(len(self._permit(first)), 1)
+                return "no stored value replaced; one permit for that id"
             return "no stored value replaced; one permit per registration id"
+        if case.special == "hostile":
+            return self._stored_hostile(case, after)
         self.assertEqual(after, self.truth, "stored data unchanged")
+        if case.special == "extra_rows":
+            pids = self.permits.mapped("pendaftaran_id")
+            self.assertEqual(len(pids), len(set(pids)))
+            self.assertEqual(set(pids), self.listed_ids())
+            size = self.config.page_size
+            served = min(
+                EXTRA_ROWS_FACTOR * size, len(self.sandbox.dataset.rows) - size
+            )
+            cut = f"{served} rows served for a page of {size}"
+            self.assertTrue([w for w in self._warnings if cut in w], self._warnings)
+            return (
+                "every permit stored once, none lost past the cut page; "
+                "a warning logs the rows served beyond the page"
+            )
+        if case.special == "trickle":
+            self.assertIn("still sending", self.logs(case.job)[0].sudo().error_detail)
+            self.assertLess(self._elapsed, TRICKLE_BOUND)
+            return (
+                f"unchanged; each attempt cut by the {SLOW_DEADLINE} s body "
+                f"deadline (the run checked under {TRICKLE_BOUND} s)"
+            )
         if case.special == "xxe":
             self.assertNotIn("root:", repr(after))
         if case.special == "entities":
@@ -657,6 +860,91 @@ class TestFaultMatrix(SicantikSandboxCase):
             return "answer found: the exact base64 of the number matched"
         return "unchanged"
 
+    def _stored_hostile(self, case, after):
+        """Hostile text stored cleaned: checked against the answer served."""
+        (fault,) = case.faults
+        if case.job == "permits":
+            texts = self._check_hostile_names(fault, after)
+            self._next_truth = after  # a stored name is kept by the next pass
+            holder = ""
+        else:
+            texts = self._check_hostile_details(fault, after)
+            holder = "; the holder contact created"
+        if fault == "nul-bytes":
+            self.assertEqual(after, self.truth, "the served values less the NUL")
+            return f"stored less the NUL: the values as before{holder}"
+        if fault == "long-values":
+            # At the cap, or one short where the cut left a trailing space.
+            for cap, values in texts.items():
+                self.assertEqual(max(map(len, values)), cap)
+                self.assertGreaterEqual(min(map(len, values)), cap - 1)
+            if case.job == "permits":
+                return f"names cut to {NAME_MAX} characters"
+            return (
+                f"company name cut to {NAME_MAX} characters, addresses to "
+                f"{TEXT_MAX}{holder} with the cut name"
+            )
+        names = texts[NAME_MAX]
+        self.assertTrue(all(n.endswith(" Jos\u00e9") and ZWSP in n for n in names))
+        return (
+            "ESC and overrides removed, accents composed (NFC); the zero-width "
+            f"space kept{holder}"
+        )
+
+    def _check_hostile_names(self, fault, after):
+        """The permits first named by the faulted page hold its names,
+        cleaned; no other permit changed. Returns {cap: stored names}."""
+        size = self.config.page_size
+        rows = alter_payload(fault, self.sandbox.dataset.listed_rows()[size : 2 * size])
+        named = self._permits_served_in(size, 2 * size)
+        self.assertTrue(named)
+        for permit in named:
+            served = next(
+                r["n_pemohon"]
+                for r in rows
+                if r["pendaftaran_id"] == permit.pendaftaran_id
+            )
+            expected = stored_form(served, NAME_MAX)
+            self.assertNotEqual(served, expected)
+            if expected in JUNK_NAMES:  # "0" with a NUL is "0" still: no name
+                self.assertFalse(permit.applicant_name)
+                continue
+            self.assertEqual(permit.applicant_name, expected)
+            self._assert_clean(permit.applicant_name, NAME_MAX)
+        others = set(after) - set(named.mapped("pendaftaran_id"))
+        self.assertEqual(
+            {k: after[k] for k in others}, {k: self.truth[k] for k in others}
+        )
+        return {NAME_MAX: [n for n in named.mapped("applicant_name") if n]}
+
+    def _check_hostile_details(self, fault, after):
+        """The answered permit holds the answer's texts, cleaned, and a new
+        holder contact named after its company; no other permit changed.
+        Returns {cap: stored texts the fault altered}."""
+        source = self.targets["hostile"]
+        permit = self._permit(source)
+        (original,) = source.items()
+        (served,) = alter_payload(fault, [original])
+        old = dict(zip(KEPT_FIELDS, self.truth[source.pendaftaran_id], strict=True))
+        texts = {}
+        for key, field, cap in DETAIL_TEXTS:
+            if served[key] == original[key]:  # a field the fault leaves alone
+                self.assertEqual(permit[field], old[field])
+                continue
+            self.assertNotEqual(served[key], stored_form(served[key], cap))
+            self.assertEqual(permit[field], stored_form(served[key], cap))
+            self._assert_clean(permit[field], cap)
+            texts.setdefault(cap, []).append(permit[field])
+        self.assertIn(NAME_MAX, texts, "the company name is altered")
+        others = {k: v for k, v in after.items() if k != source.pendaftaran_id}
+        self.assertEqual(others, {k: self.truth[k] for k in others})
+        holder = permit.partner_id
+        self.assertTrue(holder, "the holder contact is created")
+        self.assertNotEqual(holder, self._old_holder)
+        self.assertEqual(holder.name, permit.company_name)
+        self.assertEqual(holder.sicantik_key, permit._holder_key())
+        return texts
+
     def _assert_nothing_replaced(self, after):
         """Rows sharing an id are one permit to the client (two applicants or
         letters): a blank may be filled from the other row, but no stored
@@ -684,13 +972,16 @@ class TestFaultMatrix(SicantikSandboxCase):
             self.assertEqual(log.progress_done, 1)
         self.assertEqual(log.state, "done", log.error_detail)
         self.assertTrue(cron.active)
-        if case.special == "duplicates":
+        if case.special in ("duplicates", "one_id"):
             self._assert_nothing_replaced(self._snapshot())
+        elif self._next_truth is not None:
+            self.assertEqual(self._snapshot(), self._next_truth, "nothing else changes")
         else:
             self.assertEqual(self._snapshot(), self.truth, "all as served again")
         return "done"
 
     def _run_case(self, case):
+        self._reset_case()
         cron = self.env.ref(CRONS[case.job])
         triggers = self._future_trigger(cron)
         self.sandbox.reset_stats()

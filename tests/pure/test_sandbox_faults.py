@@ -25,7 +25,15 @@ from xml.parsers import expat
 import pytest
 
 from sandbox import KNOB_DEFAULTS, SandboxServer, generate_dataset
-from sandbox.faults import OVERSIZED_BYTES, FaultPlan
+from sandbox.faults import (
+    CONTENT_FAULTS,
+    EXTRA_ROWS_FACTOR,
+    OVERSIZED_BYTES,
+    FaultPlan,
+    long_text,
+    multibyte_text,
+    with_nul,
+)
 from sandbox.stats import RateWindow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -341,7 +349,7 @@ def test_duplicate_ids_fault_pairs_permits_under_one_id(srv, get):
 
 
 def test_content_faults_leave_404_and_empty_answers_alone(srv, get):
-    for fault in ("missing-fields", "impossible-date", "duplicate-ids"):
+    for fault in sorted(CONTENT_FAULTS - {"json-list"}):
         srv.queue_faults(fault)
         past = get("/listpermohonanterbit?limit=5&offset=999999&format=json")
         assert (past.status, json.loads(past.body)) == (
@@ -350,6 +358,106 @@ def test_content_faults_leave_404_and_empty_answers_alone(srv, get):
         )
         srv.queue_faults(fault)
         assert get("/listpermohonanterbit?format=json") == (404, ANY, b"")
+
+
+def test_json_carries_a_nul_escaped(srv, get):
+    srv.queue_faults("nul-bytes")
+    body = get(PAGE + "&format=json").body
+    assert b"\\u0000" in body and b"\x00" not in body
+    honest = srv.dataset.listed_rows()[:5]
+    assert [r["n_pemohon"] for r in json.loads(body)] == [
+        with_nul(r["n_pemohon"]) for r in honest
+    ]
+
+
+def test_cekperizinan_answer_with_long_values(srv, get):
+    permit = next(
+        p for p in srv.dataset.permits if p.answers_cekperizinan and p.n_perusahaan
+    )
+    path = f"/cekperizinan?format=json&no_izin={quote(permit.no_izin)}"
+    srv.queue_faults("long-values")
+    (item, *_rest) = json.loads(get(path).body)
+    assert item["n_perusahaan"] == multibyte_text()
+    assert item["a_pemohon"] == long_text(permit.items()[0]["a_pemohon"])
+    assert item["no_surat"] == permit.no_surat
+
+
+def test_extra_rows_ignores_the_limit(srv, get):
+    srv.queue_faults("extra-rows")
+    rows = json.loads(get("/listpermohonanterbit?limit=5&offset=10&format=json").body)
+    assert len(rows) == 5 * EXTRA_ROWS_FACTOR == 15
+    assert rows == srv.dataset.listed_rows()[10:25]
+    srv.queue_faults("extra-rows")
+    assert get("/listpermohonanterbit?limit=5&offset=99999").status == 404
+
+
+def test_same_id_puts_the_page_under_one_id(srv, get):
+    srv.queue_faults("same-id")
+    rows = json.loads(get(PAGE + "&format=json").body)
+    honest = srv.dataset.listed_rows()[:5]
+    assert {r["pendaftaran_id"] for r in rows} == {honest[0]["pendaftaran_id"]}
+    assert [r["no_surat"] for r in rows] == [r["no_surat"] for r in honest]
+
+
+def test_trickle_sends_the_whole_plain_body_when_unbounded(srv, get):
+    srv.configure(trickle_interval=0.0, trickle_bytes=1_000_000)
+    normal = get()
+    srv.queue_faults("trickle")
+    slow = get(headers={"Accept-Encoding": "gzip"})
+    assert slow.status == 200 and slow.body == normal.body  # never gzipped
+    assert "content-encoding" not in slow.headers
+    assert slow.headers["connection"] == "close"
+
+
+def test_trickle_hangs_up_after_trickle_bytes(srv):
+    srv.configure(trickle_interval=0.0, trickle_bytes=10)
+    srv.queue_faults("trickle")
+    url = urlsplit(srv.url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    try:
+        conn.request("GET", url.path + PAGE)
+        resp = conn.getresponse()
+        announced = int(resp.getheader("Content-Length"))
+        with pytest.raises(http.client.IncompleteRead) as caught:
+            resp.read()
+    finally:
+        conn.close()
+    assert len(caught.value.partial) == 10 < announced
+
+
+def test_trickle_headers_come_at_once_and_stop_ends_it(dataset):
+    server = SandboxServer(dataset=dataset).start()
+    server.configure(trickle_interval=30.0)  # one byte per 30 s
+    server.queue_faults("trickle")
+    headers_read = threading.Event()
+    outcome = []
+
+    def client():
+        url = urlsplit(server.url)
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=20)
+        try:
+            conn.request("GET", url.path + PAGE)
+            resp = conn.getresponse()
+            headers_read.set()
+            outcome.append(resp.read())
+        except (http.client.HTTPException, OSError) as err:
+            outcome.append(err)
+        finally:
+            conn.close()
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    try:
+        assert headers_read.wait(10), "the headers did not come at once"
+        started = time.monotonic()
+        server.stop()
+        assert time.monotonic() - started < 3  # a bound, not a speed claim
+    finally:
+        server.stop()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert isinstance(outcome[0], http.client.IncompleteRead)
+    assert outcome[0].partial == b""
 
 
 def test_unknown_fault_is_refused(srv):

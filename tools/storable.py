@@ -9,7 +9,9 @@ message too). So every text is cleaned here, by construction:
 * NUL, the other C0/C1 controls and lone surrogates are removed; tabs and
   newlines are kept only where a field holds several lines;
 * the text is put in Unicode NFC form, so equal names compare equal;
-* bidirectional overrides, embeddings, isolates and marks are removed;
+* bidirectional overrides, embeddings, isolates and marks are removed, and
+  so are the invisible characters that make equal names differ (zero-width
+  space, word joiner, BOM);
 * the text is cut to a length that fits its column and every index on it.
 
 The caps, in characters (UTF-8 takes at most 4 bytes each, so 4 x cap stays
@@ -40,13 +42,17 @@ MESSAGE_MAX = 2000
 BIDI_CONTROLS = frozenset(
     "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
 )
+# Invisible characters that make equal names differ (zero-width space, word
+# joiner, zero-width no-break space / BOM); the zero-width joiner and
+# non-joiner stay: emoji and Indic and Arabic scripts need them.
+INVISIBLE = frozenset("\u200b\u2060\ufeff")
 _MULTILINE_KEEP = frozenset("\t\n")
 
 
 def _unwanted(char, multiline, keep_bidi):
     if multiline and char in _MULTILINE_KEEP:
         return False
-    if not keep_bidi and char in BIDI_CONTROLS:
+    if not keep_bidi and (char in BIDI_CONTROLS or char in INVISIBLE):
         return True
     category = unicodedata.category(char)
     # Cc: C0/C1 controls, NUL included. Cs: lone surrogates. Co/Cn (private

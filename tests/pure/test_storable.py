@@ -21,7 +21,7 @@ from tools.normalise import (
 )
 from tools.reminders import DEFAULT_TEMPLATE, render, template_params
 from tools.sicantik_exceptions import SicantikError
-from tools.storable import BIDI_CONTROLS, message_safe, storable
+from tools.storable import BIDI_CONTROLS, INVISIBLE, message_safe, storable
 from tools.whatsapp_webhook import WebhookGateway
 
 # Every code point, surrogates and controls included, and the ones that
@@ -53,6 +53,7 @@ def assert_storable(text, limit, *, multiline=False, keep_bidi=False):
             assert category not in ("Cc", "Cs"), repr(char)
         if not keep_bidi:
             assert char not in BIDI_CONTROLS, repr(char)
+            assert char not in INVISIBLE, repr(char)
 
 
 @PROPERTY

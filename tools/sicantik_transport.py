@@ -217,33 +217,43 @@ class SicantikTransport:
                     empty_404_is_empty=empty_404_is_empty,
                 )
             except SicantikError as err:
-                err.attempts = attempt
-                err.endpoint = err.endpoint or endpoint
-                if per_record and err.failure_type in RECORD_FAILURE_TYPES:
-                    err.scope = SCOPE_RECORD
                 error = err
-                delay = self._retry_delay(err, attempt)
-                if delay is not None and time.monotonic() + delay >= call_end:
-                    self._log.debug(
-                        "SICANTIK %s: %s not retried, %.0f s call deadline reached",
-                        self.host,
-                        endpoint,
-                        self.call_deadline,
-                    )
-                    delay = None
+                delay = self._after_failure(
+                    err, endpoint, attempt, per_record, call_end
+                )
                 if delay is None:
                     raise
-                self.stats.record_retry()
-                self._log.debug(
-                    "SICANTIK %s: %s attempt %d failed (%s: %s), retrying in %.2f s",
-                    self.host,
-                    endpoint,
-                    attempt,
-                    err.failure_type,
-                    err.message,
-                    delay,
-                )
                 self._pause(delay, cancel)
+
+    def _after_failure(self, err, endpoint, attempt, per_record, call_end):
+        """Complete ``err`` and return the pause before the next attempt, or
+        None when the call must give up (not retryable, retries used, or the
+        pause would end past the call deadline)."""
+        err.attempts = attempt
+        err.endpoint = err.endpoint or endpoint
+        if per_record and err.failure_type in RECORD_FAILURE_TYPES:
+            err.scope = SCOPE_RECORD
+        delay = self._retry_delay(err, attempt)
+        if delay is not None and time.monotonic() + delay >= call_end:
+            self._log.debug(
+                "SICANTIK %s: %s not retried, %.0f s call deadline reached",
+                self.host,
+                endpoint,
+                self.call_deadline,
+            )
+            return None
+        if delay is not None:
+            self.stats.record_retry()
+            self._log.debug(
+                "SICANTIK %s: %s attempt %d failed (%s: %s), retrying in %.2f s",
+                self.host,
+                endpoint,
+                attempt,
+                err.failure_type,
+                err.message,
+                delay,
+            )
+        return delay
 
     def _check_cancel(self, cancel):
         if cancel is not None and cancel.is_set():

@@ -87,6 +87,16 @@ def parse_date(value):
         return ParsedDate(None, False, True, raw)
 
 
+def _object_rows(rows, skipped):
+    """``(index, row)`` of the rows that are objects; the others are added
+    to ``skipped`` with the reason."""
+    for index, row in enumerate(rows):
+        if isinstance(row, dict):
+            yield index, row
+        else:
+            skipped.append(SkippedRecord(index, "row is not an object"))
+
+
 def _unique(values):
     """Distinct values in first-seen order, None left out (linear: a page of
     100,000 rows of one registration costs no more than 100,000 rows)."""
@@ -165,10 +175,7 @@ def normalise_issued_rows(rows):
     """
     merged = {}
     skipped = []
-    for index, row in enumerate(rows):
-        if not isinstance(row, dict):
-            skipped.append(SkippedRecord(index, "row is not an object"))
-            continue
+    for index, row in _object_rows(rows, skipped):
         pid = None
         try:
             pid = _clean_pid(row)
@@ -233,10 +240,7 @@ def normalise_permit_types(rows):
     """Rows of ``jenisperizinanlist`` -> ``(types, skipped)`` tuples."""
     types = []
     skipped = []
-    for index, row in enumerate(rows):
-        if not isinstance(row, dict):
-            skipped.append(SkippedRecord(index, "row is not an object"))
-            continue
+    for index, row in _object_rows(rows, skipped):
         try:
             raw_name = _text(row, "jenis_perizinan")
             name = clean_name(raw_name)
@@ -315,10 +319,7 @@ def reduce_permit_details(rows, pendaftaran_id=None):
     """
     usable = []
     skipped = []
-    for index, row in enumerate(rows):
-        if not isinstance(row, dict):
-            skipped.append(SkippedRecord(index, "row is not an object"))
-            continue
+    for index, row in _object_rows(rows, skipped):
         try:
             values = _detail_row(row)
         except _FieldError as e:

@@ -76,8 +76,14 @@ def storable(
     text = str(value)
     if multiline:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = "".join(char for char in text if not _unwanted(char, multiline, keep_bidi))
-    if normalise:
+    # Fast path (C speed): printable text holds no control, surrogate,
+    # format (bidi, zero-width) or odd space character; only the rest is
+    # looked at character by character.
+    if not text.isprintable():
+        text = "".join(
+            char for char in text if not _unwanted(char, multiline, keep_bidi)
+        )
+    if normalise and not unicodedata.is_normalized("NFC", text):
         text = unicodedata.normalize("NFC", text)
     if collapse:
         if multiline:

@@ -43,7 +43,12 @@ import urllib3.exceptions
 from requests.utils import select_proxy
 
 from .const import READ_CHUNK_BYTES, SUPPORTED_ENCODINGS, USER_AGENT
-from .http_guard import Attempt, Guard, GuardedAdapter  # noqa: F401 (re-exported)
+
+# Guard is part of the core's interface (the clients build one per session).
+from .http_guard import (  # noqa: F401  pylint: disable=unused-import
+    Guard,
+    GuardedAdapter,
+)
 
 
 # --------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 from datetime import datetime, timedelta
+from unittest.mock import patch
 
 import psycopg2
 from freezegun import freeze_time
@@ -229,6 +230,18 @@ class TestReminderSending(ReminderCase):
         self.send()
         self.assertEqual(len(self.notifications(permit)), 1)
         self.assertEqual(reminder.attempts, 1)
+
+    def test_log_only_messages_draw_no_rate_slot(self):
+        """Nothing leaves Odoo: no bucket is asked (the demo data sends while
+        the module installs, when the bucket table is not yet visible to the
+        limiter's own connection)."""
+        permit = self.make_permit(7)
+        self.check_expiring()
+        with patch.object(
+            type(self.provider), "_limiter", side_effect=AssertionError("paced")
+        ):
+            self.send()
+        self.assertEqual(self.notifications(permit).state, "sent")
 
     def test_expiry_day_uses_its_own_template(self):
         permit = self.make_permit(0)

@@ -194,7 +194,12 @@ class SicantikExpirySync(models.AbstractModel):
     def _ask_rows(self, config, rows, log, deadline, progress, commit=True):
         """Ask cekperizinan about ``rows`` (concurrent, rate-limited) and
         write the answers chunk by chunk. Raises a system-scope error after
-        writing the answers received before it."""
+        writing the answers received before it.
+
+        Pipelined: the fetcher's own threads keep the requests going while
+        this thread writes and commits a chunk (the cursor is only ever used
+        here). At the deadline no new permit is asked; the answers in flight
+        are still written. Each answer is handed out, so written, once."""
         chunk_size = max(
             1, self._job_param_int("sicantik_connector.expiry_chunk_size", 50)
         )
@@ -203,6 +208,7 @@ class SicantikExpirySync(models.AbstractModel):
         written = [0]
 
         def items():
+            # Iterated by the fetcher's feeder thread: plain data, no cursor.
             for row in rows:
                 if time.monotonic() >= deadline:
                     return

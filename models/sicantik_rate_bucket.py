@@ -4,6 +4,7 @@ from odoo import api, fields, models, sql_db
 
 from ..tools.pg_rate_limiter import PgRateLimiter
 from ..tools.rate_limiter import shared_limiter
+from ..tools.sicantik_exceptions import SicantikLimiterUnavailable
 
 
 def _connect(dbname):
@@ -64,8 +65,9 @@ class SicantikRateBucket(models.Model):
         """This process's limiter of the bucket ``key`` at ``rate`` per second.
 
         ``server_limit`` keeps ``rate`` in every 1 s window with the jitter
-        margin and an adaptive pace (a SICANTIK server); otherwise the slots
-        are ``1 / rate`` apart (a gateway's messages per second).
+        margin and an adaptive pace (a SICANTIK server, whose callers catch an
+        unreachable database as a ``SicantikError``); otherwise the slots are
+        ``1 / rate`` apart (a gateway's messages per second).
         """
         dbname = self.env.cr.dbname
 
@@ -74,7 +76,9 @@ class SicantikRateBucket(models.Model):
                 return _connect(dbname)
 
             if server_limit:
-                return PgRateLimiter.for_server_limit(key, rate, connect)
+                return PgRateLimiter.for_server_limit(
+                    key, rate, connect, unavailable=SicantikLimiterUnavailable
+                )
             return PgRateLimiter(key, rate, connect)
 
         return shared_limiter(("pg", dbname, key, rate, server_limit), make)

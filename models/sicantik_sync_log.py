@@ -6,6 +6,7 @@ from odoo.exceptions import UserError
 from odoo.tools.translate import LazyTranslate
 
 from ..tools import const
+from ..tools.api_errors import FT_LIMITER
 
 _logger = logging.getLogger(__name__)
 _lt = LazyTranslate(__name__)
@@ -57,6 +58,11 @@ FAILURE_REASONS = {
         "URL (it must end in /backoffice/api) and that this server may call "
         "the API."
     ),
+    FT_LIMITER: _lt(
+        "Odoo could not reach its own database to pace the requests to the "
+        "SICANTIK server, so it sent nothing. The sync tries again later; if "
+        "this repeats, ask your administrator to check the database server."
+    ),
     "interrupted": _lt(
         "The run stopped before its end, most likely because the Odoo server "
         "was restarted or stopped it for running too long. The next run "
@@ -80,6 +86,7 @@ FAILURE_TYPE_SELECTION = [
     (const.FT_TOO_LARGE, "Answer too large"),
     (const.FT_DATA, "Bad record"),
     (const.FT_CONFIG, "Configuration"),
+    (FT_LIMITER, "Rate limit unavailable"),
     ("interrupted", "Interrupted"),
     ("internal", "Internal error"),
 ]

@@ -1,4 +1,6 @@
+import threading
 from datetime import timedelta
+from unittest.mock import patch
 
 from freezegun import freeze_time
 
@@ -6,9 +8,13 @@ from odoo import fields
 from odoo.tests import tagged
 from odoo.tools import mute_logger
 
+from ..tools.pg_rate_limiter import PgRateLimiter
+from ..tools.sicantik_api import SicantikApi
+from ..tools.sicantik_exceptions import SicantikLimiterUnavailable
 from .common import SicantikSandboxCase
 
 EXPIRY_CRON = "sicantik_connector.ir_cron_sync_expiry_dates"
+WAIT = 10  # seconds: a bound on waiting for the sandbox, never a measure
 
 
 @tagged("post_install", "-at_install", "sicantik")
@@ -167,6 +173,111 @@ class TestSicantikExpirySync(SicantikSandboxCase):
         self.env.invalidate_all()  # statistics are computed, not stored
         self.assertEqual(self.config.expiry_due_count, 0)
         self.assertEqual(self.config.expiry_failures, 0)
+
+    def test_a_chunk_write_does_not_drain_the_window(self):
+        """While the job writes a chunk, the fetcher keeps asking: more
+        requests reach the sandbox during the write than were in flight
+        when it began (without the pipeline: at most ``max_workers``)."""
+        ExpirySync = type(self.env["sicantik.expiry.sync"])
+        stats = self.sandbox._stats
+        arrive, write_chunk = stats.arrive, ExpirySync._write_chunk
+        arrived = threading.Condition()
+        count = [0]
+        during_write = []
+
+        def counting_arrive(endpoint):
+            now = arrive(endpoint)
+            with arrived:
+                count[0] += 1
+                arrived.notify_all()
+            return now
+
+        def slow_first_write(this, config, chunk, log, today):
+            if not during_write:
+                with arrived:
+                    start = count[0]
+                    during_write.append(
+                        arrived.wait_for(
+                            lambda: count[0] >= start + self.config.max_workers + 2,
+                            timeout=WAIT,
+                        )
+                    )
+            return write_chunk(this, config, chunk, log, today)
+
+        self.sandbox.configure(latency=0.02)
+        with (
+            self.param("sicantik_connector.expiry_chunk_size", 5),
+            patch.object(stats, "arrive", counting_arrive),
+            patch.object(ExpirySync, "_write_chunk", slow_first_write),
+        ):
+            self.sync_expiry()
+        self.assertEqual(during_write, [True])
+        self.assertEqual(self.config.expiry_due_count, 0)
+        self.assertEqual(self.logs("expiry").progress_done, len(self.permits))
+
+    def test_a_stopped_run_resumes_without_asking_twice(self):
+        """Callbacks of 7 permits (a callback's budget ends, the next one
+        resumes): every permit with a number is asked once, none twice."""
+        asked = []
+        permit_details = SicantikApi._permit_details
+
+        def recording(api, no_surat, pendaftaran_id, cancel):
+            asked.append((pendaftaran_id, no_surat))  # atomic across threads
+            return permit_details(api, no_surat, pendaftaran_id, cancel)
+
+        with (
+            self.param("sicantik_connector.expiry_batch_size", 7),
+            self.param("sicantik_connector.expiry_chunk_size", 3),
+            patch.object(SicantikApi, "_permit_details", recording),
+        ):
+            callbacks = self.sync_expiry()
+        self.assertGreaterEqual(callbacks, len(self.permits) // 7)
+        self.assertEqual(len(asked), len(set(asked)), "a permit was asked twice")
+        with_number = self.permits.filtered(lambda p: (p.no_surat or "").strip())
+        self.assertEqual(
+            set(asked), {(p.pendaftaran_id, p.no_surat) for p in with_number}
+        )
+        self.assertEqual(self.requests_to("cekperizinan"), len(asked))
+        log = self.logs("expiry")
+        self.assertEqual(len(log), 1)
+        self.assertEqual(log.progress_done, len(self.permits))
+        self.assertFalse(
+            self.permits.filtered(lambda p: p.expiry_check_state == "pending")
+        )
+
+    @mute_logger(
+        "odoo.addons.sicantik_connector.tools.sicantik_api",
+        "odoo.addons.sicantik_connector.models.sicantik_expiry_sync",
+        "odoo.addons.sicantik_connector.models.sicantik_permit_sync",
+    )
+    def test_an_unreachable_rate_limit_is_a_logged_failure(self):
+        """No send time from the database: nothing is sent, each sync logs
+        the staff reason and stays due; nothing crashes."""
+
+        def unavailable(limiter):
+            raise SicantikLimiterUnavailable(
+                "rate bucket: database unreachable for 60 s (OperationalError)"
+            )
+
+        Log = self.env["sicantik.sync.log"]
+        reason = Log._failure_reason("limiter")
+        with patch.object(PgRateLimiter, "acquire", unavailable):
+            self.env.ref(EXPIRY_CRON).method_direct_trigger()
+            self.config.action_sync_now()
+            self.env.ref(
+                "sicantik_connector.ir_cron_sync_permits"
+            ).method_direct_trigger()
+        self.assertEqual(self.requests_to(), 0)
+        expiry = self.logs("expiry")
+        self.assertEqual(expiry.failure_type, "limiter")
+        self.assertEqual(expiry.failure_reason, reason)
+        self.assertIn("database", reason)
+        self.assertEqual(expiry.state, "failed")
+        self.assertEqual(self.config.expiry_due_count, len(self.permits))
+        self.assertEqual(self.config.expiry_failures, 1)
+        permits = self.logs("permit_types") | self.logs("permits")
+        self.assertIn("limiter", permits.mapped("failure_type"))
+        self.assertFalse(Log.search([("failure_type", "=", "internal")]))
 
     def test_nightly_status_update(self):
         Permit = self.env["sicantik.permit"]

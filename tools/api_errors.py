@@ -95,6 +95,27 @@ class AddressNotAllowed(ApiError):
         self.category = category
 
 
+# The failure type of a rate limit that could not hand out a send time.
+FT_LIMITER = "limiter"
+
+
+class LimiterUnavailable(ApiError):
+    """The shared rate limit could not hand out a send time: the database that
+    holds it (``pg_rate_limiter.py``) stayed unreachable. Nothing was sent;
+    trying again later may succeed.
+
+    Raised for any server or gateway; a client family that wants its callers
+    to catch it with its other errors gives the limiter a subclass that also
+    derives from the family's base (``SicantikLimiterUnavailable``).
+    """
+
+    failure_types = (FT_LIMITER,)
+    scopes = ("system",)
+    default_failure_type = FT_LIMITER
+    default_scope = "system"
+    default_retryable = True
+
+
 def address_refusal(host):
     """The one text of an address refusal."""
     return (

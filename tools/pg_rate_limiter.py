@@ -36,8 +36,8 @@ unused slots.
 server, never a double spend: a slot exists only in the process that claimed
 it). A statement that cannot reach the database is retried on a new
 connection every ``LIMITER_RECONNECT_PAUSE_S``; meanwhile nothing is sent.
-After ``LIMITER_UNREACHABLE_GIVE_UP_S`` :class:`LimiterUnavailable` is raised:
-the request is not sent.
+After ``LIMITER_UNREACHABLE_GIVE_UP_S`` :class:`~.api_errors.LimiterUnavailable`
+(or the subclass given as ``unavailable``) is raised: the request is not sent.
 
 **Adaptive pace.** The row also holds the AIMD state (``pace``, ``pace_at``,
 ``slowdowns``; see ``adaptive_pace.py``), so a 429 seen by one process slows
@@ -55,6 +55,7 @@ from collections import deque
 import psycopg2
 
 from .adaptive_pace import CongestionSignal, PaceRule
+from .api_errors import LimiterUnavailable
 from .const import (
     LATE_SLOT_TOLERANCE_S,
     LIMITER_RECONNECT_PAUSE_S,
@@ -88,8 +89,7 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
 _UNREACHABLE = (psycopg2.OperationalError, psycopg2.InterfaceError)
 
 
-class LimiterUnavailable(RuntimeError):
-    """The database could not hand out a send time in time: do not send."""
+__all__ = ["TABLE", "TABLE_DDL", "LimiterUnavailable", "PgRateLimiter"]
 
 
 class PgRateLimiter:
@@ -103,6 +103,8 @@ class PgRateLimiter:
     :param rule: the :class:`~.adaptive_pace.PaceRule`, or None for a fixed pace
     :param clock: monotonic clock in seconds (injectable for tests)
     :param sleep: sleep function in seconds (injectable for tests)
+    :param unavailable: the :class:`LimiterUnavailable` class to raise when
+        the database stays unreachable (a client family's subclass)
     """
 
     def __init__(
@@ -119,6 +121,7 @@ class PgRateLimiter:
         reconnect_pause=LIMITER_RECONNECT_PAUSE_S,
         clock=time.monotonic,
         sleep=time.sleep,
+        unavailable=LimiterUnavailable,
     ):
         if batch < 1:
             raise ValueError(f"batch must be >= 1, got {batch!r}")
@@ -133,6 +136,7 @@ class PgRateLimiter:
         self._reconnect_pause = float(reconnect_pause)
         self._clock = clock
         self._sleep = sleep
+        self._unavailable = unavailable
         self._lock = threading.Lock()  # connection, slots, pace view
         self._conn = None
         self._conn_pid = None
@@ -168,7 +172,7 @@ class PgRateLimiter:
     def acquire(self):
         """Block until this process's next send time; return the seconds waited.
 
-        Raises :class:`LimiterUnavailable` when the database stayed
+        Raises ``unavailable`` (:class:`LimiterUnavailable`) when the database stayed
         unreachable for ``give_up_after`` seconds (nothing may be sent then).
         """
         start = self._clock()
@@ -301,9 +305,9 @@ class PgRateLimiter:
             except _UNREACHABLE as err:
                 waited = self._clock() - start
                 if waited >= self._give_up_after:
-                    raise LimiterUnavailable(
+                    raise self._unavailable(
                         f"rate bucket {self.key}: database unreachable for "
-                        f"{waited:.0f} s ({err})"
+                        f"{waited:.0f} s ({type(err).__name__})"
                     ) from err
                 _logger.warning(
                     "rate bucket %s: database unreachable (%s), waiting", self.key, err

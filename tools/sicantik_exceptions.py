@@ -20,7 +20,7 @@ query strings or anything secret; the endpoint name is the only part of a URL
 they mention.
 """
 
-from .api_errors import AddressNotAllowed, ApiError
+from .api_errors import AddressNotAllowed, ApiError, LimiterUnavailable
 from .const import (
     EP_PERMIT_DETAILS,
     FAILURE_TYPES,
@@ -59,6 +59,12 @@ class SicantikError(ApiError):
         if self.attempts > 1:
             return f"{self.message} (after {self.attempts} attempts)"
         return self.message
+
+
+class SicantikLimiterUnavailable(LimiterUnavailable, SicantikError):
+    """No send time for a SICANTIK request (the rate limit's database stayed
+    unreachable): a system-scope, retryable ``SicantikError``, so the syncs
+    stop, log it and try again later like any other server failure."""
 
 
 class SicantikConfigError(SicantikError):

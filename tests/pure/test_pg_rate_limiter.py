@@ -28,6 +28,10 @@ from tools.pg_rate_limiter import (  # noqa: E402
     LimiterUnavailable,
     PgRateLimiter,
 )
+from tools.sicantik_exceptions import (  # noqa: E402
+    SicantikError,
+    SicantikLimiterUnavailable,
+)
 
 LIMIT = 40  # req/s the "server" allows
 SPACING = 1.0 / (LIMIT * (1 - RATE_SAFETY_MARGIN))
@@ -233,3 +237,33 @@ def test_a_slow_down_is_shared_by_every_process(dbname, key):
     assert (one.slowdowns, two.slowdowns) == (1, 0)
     one.close()
     two.close()
+
+
+def test_an_unreachable_database_raises_the_families_typed_error(key):
+    """The SICANTIK flavour is a system-scope, retryable SicantikError: the
+    syncs stop, log it in staff words and try again later, never crash. Its
+    text never repeats the driver's message (which may name the database)."""
+    now = [0.0]
+
+    def down():
+        raise psycopg2.OperationalError('could not connect to "secretdb" as "odoo"')
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    limiter = PgRateLimiter(
+        key,
+        LIMIT,
+        down,
+        give_up_after=2.0,
+        clock=lambda: now[0],
+        sleep=sleep,
+        unavailable=SicantikLimiterUnavailable,
+    )
+    with pytest.raises(SicantikError) as info:
+        limiter.acquire()
+    err = info.value
+    assert isinstance(err, LimiterUnavailable)
+    assert (err.failure_type, err.scope, err.retryable) == ("limiter", "system", True)
+    assert "secretdb" not in str(err) and "OperationalError" in str(err)
+    assert isinstance(err.__cause__, psycopg2.OperationalError)

@@ -168,13 +168,22 @@ def window_figures(times, limit, width=1.0):
     """(peak, violations) of sorted arrival ``times``: the most arrivals in
     any window of ``width`` seconds, and how many arrivals found more than
     ``limit`` arrivals (themselves included) in the window ending at them."""
+    peak, over = _windows(times, limit, width)
+    return peak, len(over)
+
+
+def over_limit(times, limit, width=1.0):
+    """The arrivals of sorted ``times`` that found more than ``limit``
+    arrivals in the window of ``width`` seconds ending at them."""
+    return _windows(times, limit, width)[1]
+
+
+def _windows(times, limit, width):
     from sandbox.stats import RateWindow
 
     window = RateWindow(width)
-    violations = 0
-    for t in times:
-        violations += window.add(t) > limit
-    return window.peak, violations
+    over = [t for t in times if window.add(t) > limit]
+    return window.peak, over
 
 
 def rate_ratio(times, start, end, limit):

@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import (  # noqa: E402
     ArrivalLog,
     odoo_settings,
+    over_limit,
     rate_ratio,
     window_figures,
 )
@@ -81,6 +82,8 @@ KILL_WINDOW = (0.5, 6.0)  # seconds after a restarted server answers
 # Seconds: to start the load, and to finish after the last kill.
 START_DEADLINE = 120
 FINISH_DEADLINE = 15 * 60
+# The 09:00 scan logs every run: made due every few seconds only.
+RARE_POKES = {"ir_cron_check_expiring": 5.0}
 CRONS = (
     "ir_cron_sync_permits",
     "ir_cron_sync_expiry_dates",
@@ -150,8 +153,10 @@ def parse_args():
 class Deployment:
     """The database, the servers, the sandbox and what the test did to them."""
 
-    def __init__(self, odoo, db, servers, sandbox, gateway, setup):
+    def __init__(self, odoo, db, servers, sandbox, gateway, setup, log):
         self.odoo = odoo
+        self.log = log
+        self.marks = []  # (phase, its start on the sandbox's clock)
         self.db = db
         self.servers = servers
         self.sandbox = sandbox
@@ -160,6 +165,9 @@ class Deployment:
         self.crons = setup["crons"]
         self.login = setup["login"]
         self.poker = Poker(db.name, application_name=PROG)
+
+    def mark(self, phase):
+        self.marks.append((phase, self.log.clock()))
 
     # -- work --------------------------------------------------------------
     def request_permit_syncs(self):
@@ -182,7 +190,9 @@ class Deployment:
                 "UPDATE ir_cron SET active = %s WHERE id = %s",
                 (name in names, self.crons[name]),
             )
-        self.poker.crons = {self.crons[name] for name in names}
+        self.poker.crons = {
+            self.crons[name]: RARE_POKES.get(name, Poker.TICK) for name in names
+        }
 
     # -- state -------------------------------------------------------------
     def permits_idle(self, db=None):
@@ -308,6 +318,7 @@ class Presser:
 def listing(dep):
     """Phase 1: the permit syncs of both connectors, on both servers."""
     started = time.monotonic()
+    dep.mark("listing")
     dep.set_crons("ir_cron_sync_permits")
     dep.request_permit_syncs()
     wait_for(dep.permits_idle, START_DEADLINE * 2, "the first permit syncs", prog=PROG)
@@ -326,6 +337,7 @@ def load(dep, presser, log, seconds):
     button presses, all at once; once the permit passes have ended, the
     expiry phase (presses going on) is measured for ``seconds``.
     Returns (start, end) of the measured span on the sandbox's clock."""
+    dep.mark("together")
     dep.make_expiry_due()
     dep.request_permit_syncs()
     dep.set_crons("ir_cron_sync_permits", "ir_cron_sync_expiry_dates")
@@ -342,6 +354,7 @@ def load(dep, presser, log, seconds):
         f"{PROG}: permit passes and expiry syncs together for "
         f"{time.monotonic() - started:.1f} s"
     )
+    dep.mark("expiry")
     start = log.clock()
     time.sleep(seconds)
     end = log.clock()
@@ -359,6 +372,7 @@ def load(dep, presser, log, seconds):
 def kills(dep, rng, wanted):
     """Phase 3: SIGKILL a random server at random points, restart it.
     Returns (kills while work was left, of which inside a job's run lock)."""
+    dep.mark("kills")
     dep.set_crons(*CRONS)
     done = in_job = 0
     while done < wanted:
@@ -386,6 +400,7 @@ def kills(dep, rng, wanted):
 def finish(dep):
     """Phase 4: no new work; let every job end, then check the reminders
     of the last expiry dates too."""
+    dep.mark("finish")
     wait_for(dep.finished, FINISH_DEADLINE, "the jobs to finish", every=0.5, prog=PROG)
     cron = dep.crons["ir_cron_check_expiring"]
     before = dep.db.value("SELECT lastcall FROM ir_cron WHERE id = %s", (cron,))
@@ -400,6 +415,18 @@ def finish(dep):
     dep.stop_poker()
     for server in dep.servers:
         server.stop(dep.db)
+
+
+def by_phase(marks, times, over):
+    """Requests and arrivals over the limit in each phase of the run."""
+    starts = [t for _name, t in marks]
+    parts = []
+    for n, (name, start) in enumerate(marks):
+        end = starts[n + 1] if n + 1 < len(starts) else float("inf")
+        count = sum(1 for t in times if start <= t < end)
+        bad = sum(1 for t in over if start <= t < end)
+        parts.append(f"{name} {count} requests, {bad} over the limit")
+    return "; ".join(parts)
 
 
 def figures(dep, log, span, kill_counts, presser):
@@ -449,6 +476,7 @@ def figures(dep, log, span, kill_counts, presser):
         f"ended on an unexpected error ({conflicts} of them PostgreSQL "
         "concurrent-update conflicts)"
     )
+    say(f"{PROG}: by phase: {by_phase(dep.marks, times, over_limit(times, LIMIT))}")
     peak = max(peak, stats["peak_rate"])
     line = (
         f"deploy servers={len(dep.servers)} connectors={len(dep.configs)} "
@@ -514,7 +542,7 @@ def main():
             (list(setup["crons"].values()),),
         )
         servers = [odoo.prefork_server() for _n in range(SERVERS)]
-        dep = Deployment(odoo, db, servers, sandbox, gateway, setup)
+        dep = Deployment(odoo, db, servers, sandbox, gateway, setup, log)
         dep.set_crons()
         for server in servers:
             server.start()

@@ -2,7 +2,7 @@
 
 import urllib.request
 
-from bench.common import ArrivalLog, rate_ratio, window_figures
+from bench.common import ArrivalLog, over_limit, rate_ratio, window_figures
 from sandbox import SandboxServer
 
 
@@ -13,6 +13,7 @@ def test_window_figures_counts_every_arrival_over_the_limit():
     peak, violations = window_figures(times, limit=10)
     assert peak == 11
     assert violations == 2
+    assert over_limit(times, limit=10) == [0.95, 1.0]
 
 
 def test_window_figures_paced_traffic_never_violates():

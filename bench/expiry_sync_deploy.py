@@ -4,12 +4,13 @@ A deployment as a bigger office runs it: one database, two Odoo servers in
 prefork mode (``--workers 2 --max-cron-threads 2`` each, real processes),
 two connectors at 10 requests/s pointing at ONE sandbox (300 ms +/- 100 ms).
 Both connectors first list the permits (their permit syncs, not measured);
-then a SICANTIK manager starts "Sync All Expiry Dates" for 500 permits on
-each (the wizard, over JSON-RPC), and the servers' cron workers run them.
+then a SICANTIK manager starts "Sync All Expiry Dates" on each (the wizard,
+over JSON-RPC, for all of them: about 518 each, over 1,000 in all), and the
+servers' cron workers run them.
 
 The two connectors share the server's limit, so the bound is the rate limit
-over all 1,000 checks: 1,000 / 10 = 100 s; ratio = 100 / measured (from the
-press to the end of both runs), target >= 0.90. The sandbox must not have
+over all the checks: checks / 10 (about 104 s); ratio = bound / measured
+(from the press to the end of both runs), target >= 0.90. The sandbox must not have
 seen more than 10 requests in any sliding one-second window: ``violations``
 counts the requests that found more in the second before them (target 0).
 """
@@ -32,15 +33,14 @@ from bench.deployment import (
 
 NEEDS_ODOO = True  # skipped where make bench finds no Odoo
 NAME = "expiry_sync_deploy"
-PER_CONNECTOR = 500
 CONNECTORS = 2
-PERMITS = PER_CONNECTOR * CONNECTORS
+PERMITS = 1000  # at least, over both connectors
 RATE_LIMIT = 10
 LATENCY = 0.3
 JITTER = 0.1
 PAGE_SIZE = 200
 WORKERS = 8  # rate x worst latency (4 in flight), doubled for headroom
-DATASET_PERMITS = 540  # about 96 % are listed: 500 due per connector
+DATASET_PERMITS = 540  # about 96 % are listed: over 500 due per connector
 SEED = 1
 MIN_RATIO = 0.90
 SERVERS = 2
@@ -85,15 +85,14 @@ def _listed(db, configs):
     ) == len(configs)
 
 
+WIZARD_RUNS = """
+    FROM sicantik_sync_log WHERE config_id = ANY(%s) AND operation = 'expiry'
+     AND trigger = 'wizard' AND state != 'running' AND end_date IS NOT NULL"""
+
+
 def _expiry_done(db, configs):
     """Both runs started by the wizard have ended."""
-    return db.value(
-        """SELECT count(*) FROM sicantik_config c
-             JOIN sicantik_sync_log l ON l.id = c.last_expiry_log_id
-            WHERE c.id = ANY(%s) AND NOT c.expiry_run_requested
-              AND c.expiry_log_id IS NULL AND l.run_limit = %s""",
-        (configs, PER_CONNECTOR),
-    ) == len(configs)
+    return db.value("SELECT count(*)" + WIZARD_RUNS, (configs,)) == len(configs)
 
 
 def _run_in(deployment, sandbox, log):
@@ -130,8 +129,10 @@ def _run_in(deployment, sandbox, log):
         )
         poker.crons = {listing: Poker.TICK}
         wait_for(lambda: _listed(db, configs), 300, "the permit syncs", prog=NAME)
-        db.rows("UPDATE ir_cron SET active = (id = %s)", (expiry,))
-        poker.crons = {expiry: Poker.TICK}
+        # Listed permits are due: the expiry job waits for the presses, so
+        # that the runs are the wizard's, not the schedule's.
+        db.rows("UPDATE ir_cron SET active = false")
+        poker.crons = {}
         # Step 2: the manager starts both expiry runs, over JSON-RPC.
         rpc = JsonRpc(servers[0].port, db.name, "bench_manager", password)
         rpc.authenticate()
@@ -141,10 +142,12 @@ def _run_in(deployment, sandbox, log):
             wizard = rpc.call(
                 "sicantik.config.expiry.sync",
                 "create",
-                {"config_id": config, "mode": "limit", "limit": PER_CONNECTOR},
+                {"config_id": config, "mode": "all"},
             )
             rpc.call("sicantik.config.expiry.sync", "action_start", [wizard])
         rpc.close()
+        db.rows("UPDATE ir_cron SET active = (id = %s)", (expiry,))
+        poker.crons = {expiry: Poker.TICK}
         wait_for(
             lambda: _expiry_done(db, configs),
             PERMITS / RATE_LIMIT * 5,
@@ -159,11 +162,7 @@ def _run_in(deployment, sandbox, log):
         for server in servers:
             if server.running:
                 server.stop(db)
-    checked = db.value(
-        "SELECT coalesce(sum(l.progress_done), 0) FROM sicantik_config c "
-        "JOIN sicantik_sync_log l ON l.id = c.last_expiry_log_id WHERE c.id = ANY(%s)",
-        (configs,),
-    )
+    checked = db.value("SELECT sum(progress_done)" + WIZARD_RUNS, (configs,))
     wrong = 0
     for config in configs:
         figures = permit_figures(db, sandbox.dataset, config)
@@ -199,7 +198,7 @@ def run():
             drop(name)
     elapsed, checked, settled, wrong, cek, peak, violations = figures
     peak = max(peak, stats["peak_rate"])
-    bound = PERMITS / RATE_LIMIT
+    bound = checked / RATE_LIMIT
     ratio = bound / elapsed
     line = (
         f"{NAME}: servers={SERVERS} connectors={CONNECTORS} permits={checked} "
@@ -208,8 +207,8 @@ def run():
         f"ratio={ratio:.3f}"
     )
     ok = ratio >= MIN_RATIO and not violations and peak <= RATE_LIMIT
-    ok &= checked == PERMITS and settled == PERMITS and not wrong
-    if wrong or settled != PERMITS:
+    ok &= checked >= PERMITS and settled == checked and not wrong
+    if wrong or settled != checked:
         line += f" (settled={settled} wrong={wrong})"
     if ok:
         odoo.logfile.unlink(missing_ok=True)

@@ -2,7 +2,7 @@
 # ~/.cache/sicantik_connector (override with SICANTIK_CACHE).
 PYTHON ?= python3
 
-.PHONY: run test bench i18n kill-test
+.PHONY: run test bench i18n kill-test deploy-test
 
 run:  ## Odoo 18 on 127.0.0.1:8069 with the addon, plus the SICANTIK sandbox
 	$(PYTHON) dev/devtool.py run
@@ -18,3 +18,6 @@ i18n:  ## export the addon's terms to i18n/*.pot and merge them into i18n/id.po
 
 kill-test:  ## SIGKILL a real Odoo during its jobs, restart it, check nothing is lost
 	$(PYTHON) dev/devtool.py kill-test
+
+deploy-test:  ## 2 prefork Odoo servers, 2 connectors on one server: one rate limit, then kills
+	$(PYTHON) dev/devtool.py deploy-test

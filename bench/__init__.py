@@ -29,4 +29,12 @@ BENCHMARKS = {
         "bench.dashboard_load",
         "the dashboard's figures over 100,000 permits, server side (< 1 s)",
     ),
+    "expiry_sync_deploy": (
+        "bench.expiry_sync_deploy",
+        "2 connectors' expiry syncs (1,000 permits) on 2 prefork Odoo servers",
+    ),
+    "future_api": (
+        "bench.future_api",
+        "20,000 permits whose list carries d_berlaku_izin, against the two-step",
+    ),
 }

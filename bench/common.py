@@ -132,3 +132,63 @@ class OdooDatabase:
                     odoo.tools.SQL.identifier(self.name),
                 )
             )
+
+
+class ArrivalLog:
+    """The arrival time of every API request a sandbox counts, on its clock.
+
+    The sandbox reports its peak over sliding one-second windows; a benchmark
+    also needs the rate over a chosen span (a phase of the run) and how many
+    requests broke the limit, so this wraps the sandbox's own counter: the
+    same times, taken under its lock, that its peak is computed from.
+    """
+
+    def __init__(self, sandbox):
+        self.arrivals = []  # (time, endpoint); appends are atomic
+        stats = sandbox._stats  # the sandbox's own counter, wrapped
+        counted = stats.arrive
+
+        def arrive(endpoint):
+            at = counted(endpoint)
+            self.arrivals.append((at, endpoint))
+            return at
+
+        stats.arrive = arrive
+        self.clock = stats._clock
+
+    def times(self, endpoint=None):
+        return sorted(t for t, name in self.arrivals if endpoint in (None, name))
+
+    def first(self, endpoint=None):
+        times = self.times(endpoint)
+        return times[0] if times else None
+
+
+def window_figures(times, limit, width=1.0):
+    """(peak, violations) of sorted arrival ``times``: the most arrivals in
+    any window of ``width`` seconds, and how many arrivals found more than
+    ``limit`` arrivals (themselves included) in the window ending at them."""
+    peak, over = _windows(times, limit, width)
+    return peak, len(over)
+
+
+def over_limit(times, limit, width=1.0):
+    """The arrivals of sorted ``times`` that found more than ``limit``
+    arrivals in the window of ``width`` seconds ending at them."""
+    return _windows(times, limit, width)[1]
+
+
+def _windows(times, limit, width):
+    from sandbox.stats import RateWindow
+
+    window = RateWindow(width)
+    over = [t for t in times if window.add(t) > limit]
+    return window.peak, over
+
+
+def rate_ratio(times, start, end, limit):
+    """Arrivals per second in [start, end) as a share of ``limit``."""
+    if end <= start:
+        return 0.0
+    count = sum(1 for t in times if start <= t < end)
+    return count / (end - start) / limit

@@ -822,8 +822,8 @@ def cmd_bench(args):
     return run([py, "-m", "bench", *args.names], cwd=ROOT, env=env).returncode
 
 
-def cmd_kill_test(args):
-    """dev/kill_test.py with the Odoo and PostgreSQL found here."""
+def _run_with_odoo(script, options):
+    """A dev/ script with the Odoo and PostgreSQL found here."""
     py = ensure_venv()
     odoo, why = ensure_odoo(py)
     why = why or postgres_problem(py)
@@ -836,8 +836,17 @@ def cmd_kill_test(args):
         SICANTIK_ADDONS_PATH=paths,
         SICANTIK_DATA_DIR=str(DATA_DIR),
     )
-    script = DEV / "kill_test.py"
-    return run([py, script, *args.options], cwd=ROOT, env=env).returncode
+    return run([py, DEV / script, *options], cwd=ROOT, env=env).returncode
+
+
+def cmd_kill_test(args):
+    """dev/kill_test.py with the Odoo and PostgreSQL found here."""
+    return _run_with_odoo("kill_test.py", args.options)
+
+
+def cmd_deploy_test(args):
+    """dev/deploy_test.py: 2 prefork servers, 2 connectors, one sandbox."""
+    return _run_with_odoo("deploy_test.py", args.options)
 
 
 # --------------------------------------------------------------------------
@@ -932,7 +941,20 @@ def main():
     )
     kill.add_argument("options", nargs=argparse.REMAINDER, help="e.g. --seed 2")
     kill.set_defaults(func=cmd_kill_test)
-    args = parser.parse_args()
+    deploy = sub.add_parser(
+        "deploy-test",
+        help="2 prefork Odoo servers, 2 connectors, one rate limit; then kills",
+    )
+    deploy.add_argument("options", nargs=argparse.REMAINDER, help="e.g. --seed 2")
+    deploy.set_defaults(func=cmd_deploy_test)
+    # argparse's REMAINDER does not take options ("--seed 7") as the first
+    # words after a subcommand: the scripts get every word after theirs.
+    argv = sys.argv[1:]
+    if argv[:1] and argv[0] in ("kill-test", "deploy-test"):
+        args = parser.parse_args(argv[:1])
+        args.options = argv[1:]
+    else:
+        args = parser.parse_args(argv)
     sys.exit(args.func(args))
 
 

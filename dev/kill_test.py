@@ -26,28 +26,33 @@ import json
 import os
 import random
 import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import NamedTuple
 
-import psycopg2
 from psycopg2 import sql
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import odoo_settings  # noqa: E402
+from bench.deployment import (  # noqa: E402
+    CACHE,
+    Database,
+    Odoo,
+    OdooServer,
+    drop,
+    gateway_double_sends,
+    holder_duplicates,
+    permit_figures,
+    rows_left_running,
+    say,
+    wait_for,
+)
 from sandbox import SandboxServer  # noqa: E402
-from sandbox.data import ZERO_DATE  # noqa: E402
 from sandbox.gateways import GatewayServer  # noqa: E402
 
-ADDON = "sicantik_connector"
-CACHE = Path(
-    os.environ.get("SICANTIK_CACHE") or Path.home() / ".cache" / "sicantik_connector"
-)
 # Seconds: how long to wait for the server to start working, and overall.
 START_DEADLINE = 120
 TOTAL_DEADLINE = 9 * 60
@@ -102,105 +107,6 @@ crons = {{
 env.cr.commit()
 print("KILLTEST " + json.dumps({{"config": config.id, "crons": crons}}))
 """
-
-
-def say(message):
-    print(message, flush=True)
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(predicate, deadline, what, poke=None, every=0.25):
-    """Poll ``predicate`` until true (calling ``poke`` between polls)."""
-    end = time.monotonic() + deadline
-    while not predicate():
-        if time.monotonic() > end:
-            raise SystemExit(f"kill-test: gave up waiting for {what}")
-        if poke:
-            poke()
-        time.sleep(every)
-
-
-class Database:
-    """The test's own connection (autocommit): set-up, pokes and checks."""
-
-    def __init__(self, name):
-        self.name = name
-        self.conn = self.bell = None
-
-    def open(self):
-        self.conn = psycopg2.connect(dbname=self.name, application_name="kill-test")
-        self.conn.autocommit = True
-        # Cron workers LISTEN on the "postgres" database, as Odoo notifies.
-        self.bell = psycopg2.connect(dbname="postgres", application_name="kill-test")
-        self.bell.autocommit = True
-
-    def wake_cron_workers(self):
-        with self.bell.cursor() as cr:
-            cr.execute("SELECT pg_notify('cron_trigger', %s)", (self.name,))
-
-    def rows(self, query, params=()):
-        with self.conn.cursor() as cr:
-            cr.execute(query, params)
-            return cr.fetchall() if cr.description else []
-
-    def value(self, query, params=()):
-        rows = self.rows(query, params)
-        return rows[0][0] if rows else None
-
-    def close(self):
-        for conn in (self.conn, self.bell):
-            if conn:
-                conn.close()
-
-
-class OdooServer:
-    """A real Odoo server process on the database, killed and restarted."""
-
-    def __init__(self, cmd, logfile):
-        self.cmd = cmd
-        self.logfile = logfile
-        self.proc = None
-
-    def start(self):
-        env = dict(os.environ, ODOO_NOTIFY_CRON_CHANGES="1")
-        with open(self.logfile, "a") as log:
-            self.proc = subprocess.Popen(
-                self.cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=CACHE
-            )
-
-    def kill(self, db):
-        pid = self.proc.pid
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-        self._gone(db, pid)
-
-    def stop(self, db):
-        pid = self.proc.pid
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._gone(db, pid)
-
-    @staticmethod
-    def _gone(db, pid):
-        # PostgreSQL ends the dead process's sessions (and drops their locks)
-        # on its own; the next server starts once they are gone.
-        wait_for(
-            lambda: not db.value(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
-                (f"odoo-{pid}",),
-            ),
-            30,
-            f"the sessions of the killed server {pid} to end",
-        )
 
 
 class Job(NamedTuple):
@@ -332,15 +238,7 @@ class Context(NamedTuple):
 def poke(ctx, job):
     """Make the job due now (a trigger, as Sync Now or its schedule would)
     and wake the cron workers, which otherwise poll once a minute."""
-    cron = ctx.crons[job.cron]
-    ctx.db.rows(
-        """INSERT INTO ir_cron_trigger (cron_id, call_at, create_date, write_date)
-           SELECT %(cron)s, now() at time zone 'UTC', now() at time zone 'UTC',
-                  now() at time zone 'UTC'
-            WHERE NOT EXISTS (SELECT 1 FROM ir_cron_trigger WHERE cron_id = %(cron)s
-                              AND call_at <= now() at time zone 'UTC')""",
-        {"cron": cron},
-    )
+    ctx.db.trigger(ctx.crons[job.cron])
     ctx.db.wake_cron_workers()
 
 
@@ -403,79 +301,36 @@ def run_job(ctx, job, rng, kills_wanted):
 
 def double_sends(ctx):
     """(reminders delivered, delivered more than once, unknown outcomes)."""
-    counts = {}
-    for message in ctx.gateway.messages("webhook"):
-        counts[message.reference] = counts.get(message.reference, 0) + 1
+    delivered, doubles = gateway_double_sends(ctx.gateway)
     unknown = ctx.db.value(
         "SELECT count(*) FROM sicantik_notification WHERE config_id = %s "
         "AND failure_type = 'unknown'",
         (ctx.config,),
     )
-    return len(counts), sum(1 for n in counts.values() if n > 1), unknown
+    return delivered, doubles, unknown
 
 
 def check(ctx):
     """The figures: permits lost, duplicates, wrong dates, rows left running."""
-    dataset = ctx.sandbox.dataset
-    served = {p.pendaftaran_id: p for p, _who in dataset.rows}
-    stored = ctx.db.rows(
-        """SELECT pendaftaran_id, count(*), min(expiry_date)::text,
-                  bool_or(expiry_unlimited), min(expiry_check_state)
-             FROM sicantik_permit WHERE config_id = %s GROUP BY 1""",
-        (ctx.config,),
+    figures = permit_figures(ctx.db, ctx.sandbox.dataset, ctx.config)
+    figures["duplicates"] += holder_duplicates(ctx.db)
+    figures["running"] = rows_left_running(ctx.db)
+    figures["interrupted"] = ctx.db.value(
+        "SELECT count(*) FROM sicantik_sync_log WHERE state = 'interrupted'"
     )
-    present = {row[0]: row for row in stored}
-    lost = len(set(served) - set(present))
-    duplicates = sum(count - 1 for _pid, count, *_rest in stored)
-    duplicates += ctx.db.value(
-        "SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM res_partner "
-        "WHERE sicantik_key IS NOT NULL GROUP BY sicantik_key) holders"
-    )
-    mismatches = []
-    for pid, permit in served.items():
-        if pid not in present:
-            continue
-        _pid, _count, date, unlimited, state = present[pid]
-        if not permit.no_surat.strip() or not permit.answers_cekperizinan:
-            expected = ("unavailable", None, False)
-        elif permit.d_berlaku_izin == ZERO_DATE:
-            expected = ("found", None, True)
-        elif permit.d_berlaku_izin is None:
-            expected = ("no_date", None, False)
-        else:
-            expected = ("found", permit.d_berlaku_izin, False)
-        if (state, date, bool(unlimited)) != expected:
-            mismatches.append((pid, (state, date, unlimited), expected))
-    running = ctx.db.value(
-        "SELECT count(*) FROM sicantik_sync_log WHERE state = 'running'"
-    )
-    if ctx.db.value("SELECT to_regclass('sicantik_notification') IS NOT NULL"):
-        running += ctx.db.value(
-            "SELECT count(*) FROM sicantik_notification WHERE state = 'sending'"
-        )
-    return {
-        "served": len(served),
-        "lost": lost,
-        "extra": len(set(present) - set(served)),
-        "duplicates": duplicates,
-        "mismatches": mismatches,
-        "running": running,
-        "interrupted": ctx.db.value(
-            "SELECT count(*) FROM sicantik_sync_log WHERE state = 'interrupted'"
+    return figures
+
+
+def set_up(odoo, sandbox, gateway):
+    """Run SETUP in ``odoo-bin shell``: {"config": id, "crons": {...}}."""
+    return odoo.shell(
+        SETUP.format(
+            url=sandbox.url,
+            webhook_url=gateway.webhook_url,
+            webhook_headers=json.dumps(gateway.webhook_headers),
         ),
-    }
-
-
-def drop(name):
-    conn = psycopg2.connect(dbname="postgres")
-    conn.autocommit = True
-    with conn.cursor() as cr:
-        cr.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)
-            )
-        )
-    conn.close()
+        "KILLTEST",
+    )
 
 
 def parse_args():
@@ -485,63 +340,6 @@ def parse_args():
     parser.add_argument("--permits", type=int, default=3000)
     parser.add_argument("--keep", action="store_true", help="keep the database")
     return parser.parse_args()
-
-
-class Odoo(NamedTuple):
-    """How to start Odoo on the test's database, and where it logs."""
-
-    cmd: list  # odoo-bin and the interpreter before it
-    name: str  # the database
-    paths: str  # addons path
-    data_dir: str
-    logfile: Path
-
-    def options(self):
-        extra = ["--data-dir", self.data_dir] if self.data_dir else []
-        return ["--database", self.name, "--addons-path", self.paths, *extra]
-
-    def install(self):
-        say(f"kill-test: installing {ADDON} into {self.name} (log: {self.logfile})")
-        with open(self.logfile, "a") as log:
-            install = subprocess.run(
-                [*self.cmd, *self.options(), "--init", ADDON, "--without-demo",
-                 "all", "--stop-after-init", "--no-http", "--max-cron-threads",
-                 "0", "--log-level", "warn", "--logfile", str(self.logfile)],
-                stdout=log, stderr=subprocess.STDOUT, cwd=CACHE, check=False,
-            )  # fmt: skip
-        if install.returncode:
-            raise SystemExit(
-                f"kill-test: installing {ADDON} failed, see {self.logfile}"
-            )
-
-    def set_up(self, sandbox, gateway):
-        """Run SETUP in ``odoo-bin shell``: {"config": id, "crons": {...}}."""
-        shell = subprocess.run(
-            [*self.cmd, "shell", *self.options(), "--no-http", "--log-level",
-             "warn", "--logfile", str(self.logfile)],
-            input=SETUP.format(
-                url=sandbox.url,
-                webhook_url=gateway.webhook_url,
-                webhook_headers=json.dumps(gateway.webhook_headers),
-            ), capture_output=True, text=True,
-            cwd=CACHE, check=False,
-        )  # fmt: skip
-        line = next(
-            (x for x in shell.stdout.splitlines() if x.startswith("KILLTEST ")), None
-        )
-        if not line:
-            raise SystemExit(f"kill-test: set-up failed:\n{shell.stderr[-2000:]}")
-        return json.loads(line.split(" ", 1)[1])
-
-    def server(self):
-        """The server that is killed: two cron workers, only this database."""
-        return OdooServer(
-            [*self.cmd, *self.options(), "--http-interface", "127.0.0.1",
-             "--http-port", str(free_port()), "--max-cron-threads", "2",
-             "--limit-time-real-cron", "120", "--db-filter", f"^{self.name}$",
-             "--log-level", "warn", "--logfile", str(self.logfile)],
-            self.logfile,
-        )  # fmt: skip
 
 
 def run_jobs(ctx, rng, kills_per_job):
@@ -614,7 +412,7 @@ def main():
     drop(name)
     try:
         odoo.install()
-        setup = odoo.set_up(sandbox, gateway)
+        setup = set_up(odoo, sandbox, gateway)
         db.open()
         # Only the addon's jobs run: nothing else competes for the workers.
         db.rows(

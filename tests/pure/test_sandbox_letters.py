@@ -6,12 +6,11 @@ from datetime import date
 from urllib.parse import quote
 
 import pytest
+from test_sandbox import fetch
 
 from sandbox import SandboxServer, generate_dataset
 from sandbox.__main__ import build_parser
 from sandbox.data import b64
-
-from test_sandbox import fetch
 
 TODAY = date(2025, 6, 15)
 
@@ -106,7 +105,9 @@ def test_reordering_keeps_rows_a_test_removed():
 
 
 def test_cli_options():
-    args = build_parser().parse_args(["--second-letters", "0", "--shuffle-ties", "pass"])
+    args = build_parser().parse_args(
+        ["--second-letters", "0", "--shuffle-ties", "pass"]
+    )
     assert (args.second_letters, args.shuffle_ties) == (0.0, "pass")
     args = build_parser().parse_args([])
     assert (args.second_letters, args.shuffle_ties) == (0.01, "off")

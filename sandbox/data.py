@@ -433,7 +433,10 @@ class Dataset:
         self.letters = {}
         for p in permits:
             self.by_pendaftaran_id.setdefault(p.pendaftaran_id, p)
-            self.letters[p.pendaftaran_id] = (*self.letters.get(p.pendaftaran_id, ()), p)
+            self.letters[p.pendaftaran_id] = (
+                *self.letters.get(p.pendaftaran_id, ()),
+                p,
+            )
         # The server's stored base64 column. A value is one Permit, or a tuple
         # when several share it (the empty no_surat): lists would cost ~10 MB
         # per 100,000 permits.

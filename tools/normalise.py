@@ -208,8 +208,7 @@ def normalise_issued_rows(rows):
             continue
         merged.setdefault((pid, entry["number"]), []).append(entry)
     permits = tuple(
-        _build_issued(pid, number, entries)
-        for (pid, number), entries in merged.items()
+        _build_issued(pid, number, entries) for (pid, number), entries in merged.items()
     )
     return permits, tuple(skipped)
 
@@ -356,9 +355,7 @@ def reduce_permit_details(rows, pendaftaran_id=None, no_surat=None):
             )
             continue
         if no_surat is not None and values["no_surat"] not in (None, no_surat):
-            skipped.append(
-                SkippedRecord(index, OTHER_LETTER, values["pendaftaran_id"])
-            )
+            skipped.append(SkippedRecord(index, OTHER_LETTER, values["pendaftaran_id"]))
             continue
         usable.append(values)
     if not usable:

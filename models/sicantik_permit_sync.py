@@ -8,7 +8,6 @@ from odoo import _, api, fields, models
 from odoo.tools import SQL
 
 from ..tools import expiry
-from ..tools.normalise import name_order
 from ..tools.sicantik_exceptions import SicantikError
 from .bulk_sql import bulk_insert, bulk_update
 from .sicantik_permit_type import normalise_type_name
@@ -713,9 +712,8 @@ class SicantikPermitSync(models.AbstractModel):
         type_id = type_map.get(normalise_type_name(issued.permit_type))
         new = {
             # A permit with two applicants can straddle two pages, each naming
-            # one of them: the name first in name_order wins, so the stored
-            # name settles whatever the order of the rows, and never flips.
-            "applicant_name": _first_name(old["applicant_name"], issued.applicant_name),
+            # one of them: a stored name is kept, so passes do not flip it.
+            "applicant_name": old["applicant_name"] or issued.applicant_name,
             "permit_type_id": type_id or old["permit_type_id"],
             "permit_type_name": issued.permit_type or old["permit_type_name"],
         }
@@ -741,11 +739,6 @@ class SicantikPermitSync(models.AbstractModel):
             values["status"] = expiry.status_for(state, old["status"])
             new.update(values)
         return new
-
-
-def _first_name(stored, listed):
-    names = [name for name in (stored, listed) if name]
-    return min(names, key=name_order) if names else None
 
 
 def _differs(stored, wanted):

@@ -56,7 +56,7 @@ class IssuedPermit:
       ``letter_numbers`` is ``(no_surat,)``, or empty without a letter.
     * ``applicant_names``: every distinct applicant name of the merged rows,
       in ``normalise.name_order``: the first is the applicant, whatever the
-      order the rows were served in.
+      order the rows of the page were served in.
     * ``has_expiry_field``: the list carried ``d_berlaku_izin`` (the "future
       API"); then ``expiry_*`` are filled and no ``cekperizinan`` call is
       needed for this permit.

@@ -180,13 +180,14 @@ class SicantikPermit(models.Model):
     ]
 
     def init(self):
-        super().init()
+        res = super().init()
         create_unique_index(
             self.env.cr,
             "sicantik_permit_letter_unique",
             self._table,
             ["config_id", "pendaftaran_id", "COALESCE(no_surat, '')"],
         )
+        return res
 
     # ------------------------------------------------------------
     # COMPUTE METHODS

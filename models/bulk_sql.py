@@ -33,7 +33,8 @@ def bulk_insert(model, rows, conflict=None):
     """Insert ``rows`` (dicts with the same keys) into ``model``'s table.
 
     Sets the log-access columns. ``conflict`` is a tuple of column names with a
-    unique constraint: rows that would violate it are skipped. Returns the new
+    unique constraint (or the ``SQL`` of a unique index's expressions): rows
+    that would violate it are skipped. Returns the new
     ids, in no particular order.
     """
     if not rows:
@@ -55,10 +56,13 @@ def bulk_insert(model, rows, conflict=None):
     )
     on_conflict = SQL()
     if conflict:
-        on_conflict = SQL(
-            "ON CONFLICT (%s) DO NOTHING",
-            SQL(", ").join(SQL.identifier(c) for c in conflict),
+        # Column names, or an SQL target (a unique index on an expression).
+        target = (
+            conflict
+            if isinstance(conflict, SQL)
+            else SQL(", ").join(SQL.identifier(c) for c in conflict)
         )
+        on_conflict = SQL("ON CONFLICT (%s) DO NOTHING", target)
     model.env.cr.execute(
         SQL(
             'INSERT INTO %s (%s) VALUES %s %s RETURNING "id"',

@@ -200,6 +200,7 @@ class SicantikNotification(models.Model):
          LEFT JOIN res_partner rp ON rp.id = p.partner_id
              WHERE p.config_id = %(config)s
                AND p.status != 'revoked'
+               AND p.delisted_date IS NULL
                AND p.expiry_date BETWEEN %(today)s AND %(last)s
             """,
             stages=stages,

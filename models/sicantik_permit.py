@@ -1,18 +1,26 @@
 from markupsafe import Markup, escape
 
 from odoo import _, api, fields, models
-from odoo.tools import SQL
+from odoo.tools import SQL, format_date
+from odoo.tools.sql import create_unique_index
 
 from ..tools import expiry
 from .access import ensure_manager
 
 
 class SicantikPermit(models.Model):
-    """An issued permit, as listed by SICANTIK, with its expiry date."""
+    """An issued permit, as listed by SICANTIK, with its expiry date.
+
+    One permit is one letter (``no_surat``) of one registration
+    (``pendaftaran_id``) of one connector: a registration with two letters
+    has two permits, each with its own expiry date and reminders (and the
+    same holder). A letter SICANTIK leaves empty is the permit
+    (registration, no letter), stored once, apart from the lettered ones.
+    """
 
     _name = "sicantik.permit"
     _description = "SICANTIK Permit"
-    _inherit = ["mail.thread", "sicantik.connector.record"]
+    _inherit = ["mail.thread", "mail.activity.mixin", "sicantik.connector.record"]
     _order = "id desc"
     _rec_names_search = ["no_surat", "pendaftaran_id", "applicant_name"]
     _check_company_auto = True
@@ -23,9 +31,16 @@ class SicantikPermit(models.Model):
         required=True,
         readonly=True,
         tracking=True,
-        help="SICANTIK's registration number, the stable key of a permit.",
+        help="SICANTIK's registration number. With the permit number, the "
+        "key of a permit: a registration can carry two permit letters.",
     )
-    no_surat = fields.Char(string="Permit Number", index="trigram", tracking=True)
+    no_surat = fields.Char(
+        string="Permit Number",
+        index="trigram",
+        readonly=True,
+        tracking=True,
+        help="The permit letter's number, exactly as SICANTIK lists it.",
+    )
     applicant_name = fields.Char(index="trigram", tracking=True)
     permit_type_id = fields.Many2one(
         "sicantik.permit.type",
@@ -130,13 +145,49 @@ class SicantikPermit(models.Model):
     expiry_check_attempts = fields.Integer(readonly=True)
     expiry_check_error = fields.Char(readonly=True)
 
+    # --- presence on the permit list (written by the permit sync only)
+    delisted_date = fields.Date(
+        string="No longer listed by SICANTIK since",
+        index="btree_not_null",
+        readonly=True,
+        copy=False,
+        help="Set when complete passes of the permit sync no longer found the "
+        "permit on SICANTIK's list (withdrawn or deleted there). The permit "
+        "is kept and gets no more reminders; cleared when it is listed again.",
+    )
+    listed_pass = fields.Datetime(
+        string="Last Listed",
+        readonly=True,
+        copy=False,
+        help="Start of the last permit-sync pass that found the permit on "
+        "SICANTIK's list.",
+    )
+    missed_passes = fields.Integer(
+        readonly=True,
+        copy=False,
+        help="Complete passes in a row that did not find the permit on the list.",
+    )
+
+    # One permit per connector, registration and letter; a permit without a
+    # letter counts as the letter "". A unique index on an expression (see
+    # init()): a UNIQUE constraint would let any number of NULL letters in.
     _sql_constraints = [
         (
-            "pendaftaran_config_unique",
-            "UNIQUE(config_id, pendaftaran_id)",
-            "A registration ID must be unique per connector.",
+            "letter_unique",
+            "",
+            "A permit letter must be unique per connector and registration.",
         ),
     ]
+
+    def init(self):
+        res = super().init()
+        create_unique_index(
+            self.env.cr,
+            "sicantik_permit_letter_unique",
+            self._table,
+            ["config_id", "pendaftaran_id", "COALESCE(no_surat, '')"],
+        )
+        return res
 
     # ------------------------------------------------------------
     # COMPUTE METHODS
@@ -282,6 +333,31 @@ class SicantikPermit(models.Model):
                 )
             bodies[permit_id] = Markup("<p>%s</p>") % escape(text)
         self.browse(list(bodies)).sudo()._message_log_batch(bodies=bodies)
+
+    def _post_delisted(self, since):
+        """Note on each permit's chatter that SICANTIK stopped listing it
+        (one batched message creation)."""
+        if not self:
+            return
+        text = _(
+            "No longer listed by SICANTIK since %(date)s (withdrawn or deleted "
+            "there). The permit is kept; its queued reminders are cancelled "
+            "and no new ones are sent while it is not listed.",
+            date=format_date(self.env, since),
+        )
+        body = Markup("<p>%s</p>") % escape(text)
+        self.sudo()._message_log_batch(bodies=dict.fromkeys(self.ids, body))
+
+    @api.model
+    def _post_listed_again(self, permit_ids):
+        """Note on the chatter of permits SICANTIK lists again."""
+        if not permit_ids:
+            return
+        text = _("Listed by SICANTIK again: reminders resume.")
+        body = Markup("<p>%s</p>") % escape(text)
+        self.browse(permit_ids).sudo()._message_log_batch(
+            bodies=dict.fromkeys(permit_ids, body)
+        )
 
     @api.model
     def _update_expiry_states(self, config, today):

@@ -170,6 +170,10 @@ class SicantikSyncLog(models.Model):
     unchanged_count = fields.Integer(string="Unchanged")
     failed_count = fields.Integer(string="Failed")
     skipped_count = fields.Integer(string="Skipped")
+    delisted_count = fields.Integer(
+        string="No Longer Listed",
+        help="Permits a complete pass marked as no longer listed by SICANTIK.",
+    )
 
     # --- progress while running
     progress_done = fields.Integer()

@@ -10,6 +10,7 @@ import sys
 import threading
 from datetime import date
 
+from .data import generate_dataset
 from .server import SandboxServer
 
 # (option, knob, type, help) of the fault knobs settable at start-up
@@ -55,6 +56,20 @@ def build_parser():
         help="listpermohonanterbit items also carry d_berlaku_izin",
     )
     parser.add_argument(
+        "--second-letters",
+        type=float,
+        default=0.01,
+        help="share of permits that are a registration's second letter "
+        "(default 0.01; 0 for none)",
+    )
+    parser.add_argument(
+        "--shuffle-ties",
+        choices=("off", "pass", "request"),
+        default="off",
+        help="reorder the list rows that share a receipt date (seeded): when "
+        "a pass starts (offset 0), or before every list request",
+    )
+    parser.add_argument(
         "--error-statuses",
         help="comma-separated statuses for --error-rate (default 500,502,503)",
     )
@@ -84,8 +99,18 @@ def main(argv=None):
     }
     if args.error_statuses:
         knobs["error_statuses"] = [s.strip() for s in args.error_statuses.split(",")]
+    try:
+        dataset = generate_dataset(
+            permits=args.permits,
+            seed=args.seed,
+            today=args.today,
+            second_letters=args.second_letters,
+        )
+    except ValueError as err:
+        parser.error(str(err))
+    dataset.shuffle_ties = None if args.shuffle_ties == "off" else args.shuffle_ties
     server = SandboxServer(
-        permits=args.permits,
+        dataset=dataset,
         seed=args.seed,
         host=args.host,
         port=args.port,

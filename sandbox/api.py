@@ -121,6 +121,9 @@ def list_permohonan_terbit(
     limit, offset = _sql_uint(limit), _sql_uint(offset)
     if limit is None or offset is None:
         return Reply(500)  # the values reach SQL unchecked: syntax error
+    # Sorted by receipt date only: the order of ties may change (see
+    # Dataset.shuffle_ties). Rows are one per applicant and letter.
+    dataset.before_list_request(offset)
     if repeat_page:
         offset = 0
     # page_factor > 1: a server that serves more rows than the limit asked

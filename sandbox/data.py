@@ -3,6 +3,12 @@
 Everything is derived from one seeded ``random.Random`` and a reference day
 (``today``), so a seed always gives the same permits. Records are slotted
 objects and shared tuples: 100,000 permits stay within a few tens of MB.
+
+A ``Permit`` is one letter (``no_surat``) of one registration. With
+``second_letters`` some registrations carry two letters (a reissued or a
+second permit): two ``Permit`` objects sharing the ``pendaftaran_id``, the
+applicants, company and receipt date, each with its own letter, issue date
+and expiry date. The list serves one row per applicant and letter.
 """
 
 import base64
@@ -422,7 +428,15 @@ class Dataset:
         self.permits = permits
         # as jenisperizinanlist serves them: ordered by name
         self.permit_types = sorted(permit_types, key=lambda t: t["jenis_perizinan"])
-        self.by_pendaftaran_id = {p.pendaftaran_id: p for p in permits}
+        # A registration's first letter; ``letters`` has all of them.
+        self.by_pendaftaran_id = {}
+        self.letters = {}
+        for p in permits:
+            self.by_pendaftaran_id.setdefault(p.pendaftaran_id, p)
+            self.letters[p.pendaftaran_id] = (
+                *self.letters.get(p.pendaftaran_id, ()),
+                p,
+            )
         # The server's stored base64 column. A value is one Permit, or a tuple
         # when several share it (the empty no_surat): lists would cost ~10 MB
         # per 100,000 permits.
@@ -442,9 +456,41 @@ class Dataset:
         ]
         self.num_rows = _num_rows(permits, len(self.rows))
         self._summary = None
+        # The order of rows that share a receipt date is not stable on the
+        # real server. None: stable (the default); "pass": ties reordered
+        # when a pass starts (a request for offset 0); "request": before
+        # every list request, so one pass can miss a row and serve another
+        # twice. Seeded: the n-th reordering is the same for a seed.
+        self.shuffle_ties = None
+        self.reorderings = 0
 
     def __len__(self):
         return len(self.permits)
+
+    def reorder_ties(self):
+        """Shuffle the rows of each receipt date among themselves, in place
+        (the rows a test removed stay removed), the next seeded way."""
+        self.reorderings += 1
+        rng = random.Random(self.seed * 1_000_003 + self.reorderings)
+        rows = list(self.rows)
+        start = 0
+        for end in range(1, len(rows) + 1):
+            if (
+                end == len(rows)
+                or rows[end][0].d_terima_berkas != rows[start][0].d_terima_berkas
+            ):
+                group = rows[start:end]
+                rng.shuffle(group)
+                rows[start:end] = group
+                start = end
+        self.rows[:] = rows
+
+    def before_list_request(self, offset):
+        """Called by the list endpoint: reorder ties as ``shuffle_ties`` says."""
+        if self.shuffle_ties == "request" or (
+            self.shuffle_ties == "pass" and offset == 0
+        ):
+            self.reorder_ties()
 
     def list_item(self, permit, applicant, future_api=False):
         item = {
@@ -500,6 +546,7 @@ def _summarize(ds):
             "without_company",
             "without_village",
             "with_duplicates",
+            "second_letters",
             "empty_no_surat",
             "odd_spacing_no_surat",
             "zero_expiry",
@@ -509,8 +556,11 @@ def _summarize(ds):
         ),
         0,
     )
+    seen = set()
     for p in ds.permits:
         expiry = p.d_berlaku_izin
+        counts["second_letters"] += p.pendaftaran_id in seen
+        seen.add(p.pendaftaran_id)
         counts["listed"] += p.listed
         counts["without_company"] += p.company is None
         counts["without_village"] += p.has_company and not p.has_village
@@ -534,15 +584,19 @@ def _summarize(ds):
     }
 
 
-def generate_dataset(permits=1000, seed=1, today=None):
+def generate_dataset(permits=1000, seed=1, today=None, second_letters=0.0):
     """Build a Dataset of ``permits`` issued permits, reproducible for a seed.
 
     Dates are relative to ``today`` (default: the current date); pass a fixed
-    date for data that never changes.
+    date for data that never changes. ``second_letters`` is the share of
+    permits that are the second letter of the registration before them (at
+    least 2 when not 0): ``permits`` letters in all, over fewer registrations.
     """
     if permits < 0:
         raise ValueError("permits must be >= 0")
-    return _Generator(permits, seed, today or date.today()).run()
+    if not 0 <= second_letters <= 0.5:
+        raise ValueError("second_letters must be between 0 and 0.5")
+    return _Generator(permits, seed, today or date.today(), second_letters).run()
 
 
 class _Generator:
@@ -552,8 +606,9 @@ class _Generator:
     several times faster, and the tiny bias does not matter here.
     """
 
-    def __init__(self, count, seed, today):
+    def __init__(self, count, seed, today, second_letters=0.0):
         self.count = count
+        self.second_letters = second_letters
         self.seed = seed
         self.today = today
         self.rng = random.Random(seed)
@@ -821,6 +876,9 @@ class _Generator:
         taken.update(self.pasted_dashes(permits, eligible, taken))
         if self.count >= 50:
             self.specials(permits, taken, rng)
+        # Last, so that without it a seed gives the data it always gave.
+        if self.second_letters:
+            self.add_second_letters(permits, taken)
 
     def pasted_dashes(self, permits, eligible, taken):
         """A few numbers typed in a word processor: an en dash for a separator.
@@ -843,6 +901,51 @@ class _Generator:
                     done.append(i)
                     break
         return done
+
+    def add_second_letters(self, permits, taken):
+        """Turn some permits into the second letter of the registration
+        generated just before them: same registration, type, applicants,
+        company and receipt date; a letter, issue and expiry date of their
+        own (never the first letter's expiry date)."""
+        wanted = max(round(self.second_letters * self.count), 2)
+        pool = [
+            i
+            for i in range(len(permits) - 1)
+            if i not in taken
+            and i + 1 not in taken
+            and permits[i].listed
+            and permits[i + 1].listed
+            and permits[i].has_village
+        ]
+        used = set()
+        for i in self.rng.sample(pool, len(pool)):
+            if wanted <= 0:
+                break
+            if i in used or i + 1 in used:
+                continue
+            used.update((i, i + 1))
+            wanted -= 1
+            first, second = permits[i], permits[i + 1]
+            spec = next(t for t in PERMIT_TYPE_SPECS if t.id == first.type_id)
+            issued = date.fromisoformat(second.tgl_surat).toordinal()
+            received = date.fromisoformat(first.d_terima_berkas).toordinal()
+            issued = max(issued, received + 1)
+            expiry = self.expiry(spec, issued)
+            if expiry == first.d_berlaku_izin:
+                expiry = (
+                    self.day(date.fromisoformat(expiry).toordinal() + 365)[2]
+                    if expiry not in (None, ZERO_DATE)
+                    else self.day(issued + 5 * 365)[2]
+                )
+            second.pendaftaran_id = first.pendaftaran_id
+            second.type_id, second.kind_id = first.type_id, first.kind_id
+            second.n_perizinan = first.n_perizinan
+            second.no_surat = self.no_surat(spec, issued)
+            second.d_terima_berkas = first.d_terima_berkas
+            second.tgl_surat = self.day(issued)[2]
+            second.d_berlaku_izin = expiry
+            second.applicants = first.applicants
+            second.company = first.company
 
     def person_other(self, first):
         while True:

@@ -78,17 +78,19 @@ class TestAnyServerTextIsStored(SicantikCommon):
             self.config, permits, {}, now, today
         )
         self.assertEqual(counts["created"] + counts["failed"], len(permits))
+        # One permit per registration and letter.
         stored = {
-            permit.pendaftaran_id: permit
+            (permit.pendaftaran_id, permit.no_surat or None): permit
             for permit in self.env["sicantik.permit"].search(
                 [("config_id", "=", self.config.id)]
             )
         }
         set_aside = {pid for pid, _reason in counts["set_aside"]}
         for permit in permits:
-            self.assertIn(permit.pendaftaran_id, set(stored) | set_aside)
-            if permit.pendaftaran_id in stored:
-                record = stored[permit.pendaftaran_id]
+            key = (permit.pendaftaran_id, permit.no_surat)
+            self.assertTrue(key in stored or permit.pendaftaran_id in set_aside)
+            if key in stored:
+                record = stored[key]
                 self.assertEqual(record.applicant_name or None, permit.applicant_name)
                 self.assertEqual(record.no_surat or None, permit.no_surat)
         # Step two: the details of a stored permit, and its holder.

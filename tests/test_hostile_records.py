@@ -1,3 +1,4 @@
+from dataclasses import replace
 from datetime import date, timedelta
 
 from odoo import fields
@@ -61,13 +62,14 @@ class TestRowsTheDatabaseRefuses(SicantikCommon):
 
     def test_an_update_the_database_refuses_keeps_the_stored_row(self):
         self.upsert([self.issued("1000000000000011"), self.issued("1000000000000012")])
-        bad = self.issued("1000000000000011", number="503/\x00/2025")
-        renamed = self.issued("1000000000000012", number="503/0012/2026")
+        # The letter is the permit's key: the type the list gives is updated.
+        bad = replace(self.issued("1000000000000011"), permit_type="IZIN\x00 X")
+        renamed = replace(self.issued("1000000000000012"), permit_type="IZIN REKLAME")
         counts, _changes = self.upsert([bad, renamed])
         self.assertEqual((counts["updated"], counts["failed"]), (1, 1))
         by_id = {p.pendaftaran_id: p for p in self.stored()}
-        self.assertEqual(by_id["1000000000000011"].no_surat, "503/0011/2025")
-        self.assertEqual(by_id["1000000000000012"].no_surat, "503/0012/2026")
+        self.assertFalse(by_id["1000000000000011"].permit_type_name)
+        self.assertEqual(by_id["1000000000000012"].permit_type_name, "IZIN REKLAME")
 
     def test_the_log_lists_what_was_set_aside_in_staff_words(self):
         log = self.env["sicantik.sync.log"]._start(self.config, "permits")

@@ -1,9 +1,12 @@
 import importlib.util
 
+import psycopg2
 from lxml import etree
 
+from odoo import fields
 from odoo.modules.module import load_manifest
 from odoo.tests import TransactionCase, tagged
+from odoo.tools import mute_logger
 from odoo.tools.misc import file_path
 
 OLD_CRONS = {
@@ -16,8 +19,8 @@ OLD_CRONS = {
 }
 
 
-def _load_migration(version):
-    path = file_path(f"sicantik_connector/migrations/{version}/post-migration.py")
+def _load_migration(version, name="post-migration.py"):
+    path = file_path(f"sicantik_connector/migrations/{version}/{name}")
     spec = importlib.util.spec_from_file_location("sicantik_migration", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -40,6 +43,114 @@ class TestMigration(TransactionCase):
             method = cron.code.removeprefix("model.").removesuffix("()")
             self.assertNotEqual(cron.model_id.model, OLD_CRONS[name][0])
             self.assertTrue(callable(getattr(model, method, None)), cron.code)
+
+
+@tagged("post_install", "-at_install", "sicantik")
+class TestMigrationLetters(TransactionCase):
+    """18.0.1.2.0 on a database in the 18.0.1.1.0 shape: permits unique per
+    registration, placeholders stored, no presence columns filled."""
+
+    OLD = "sicantik_permit_pendaftaran_config_unique"
+    NEW = "sicantik_permit_letter_unique"
+
+    def _constraint_exists(self, name):
+        self.env.cr.execute("SELECT 1 FROM pg_constraint WHERE conname = %s", [name])
+        return bool(self.env.cr.rowcount)
+
+    def _index_exists(self, name):
+        self.env.cr.execute("SELECT 1 FROM pg_indexes WHERE indexname = %s", [name])
+        return bool(self.env.cr.rowcount)
+
+    def test_1_2_0_keys_permits_per_letter_and_keeps_their_history(self):
+        started = fields.Datetime.now()
+        config = self.env["sicantik.config"].create(
+            {
+                "name": "Old",
+                "api_url": "https://sicantik.example.com/backoffice/api",
+                "sync_pass_started_at": started,
+            }
+        )
+        Permit = self.env["sicantik.permit"]
+        lettered, junk = Permit.create(
+            [
+                {
+                    "config_id": config.id,
+                    "pendaftaran_id": "0004700301102025",
+                    "no_surat": "503/0940/XI/TDP/DPM-PPTSP/2025",
+                    "applicant_name": "Ukur Kaban",
+                    "applicant_phone": "0",
+                    "npwp": "00.000.000.0-000.000",
+                },
+                {
+                    "config_id": config.id,
+                    "pendaftaran_id": "0001200204052016",
+                    "no_surat": "-",
+                    "applicant_name": "0",
+                    "company_name": "null",
+                    "kelurahan": "GURUKINAYAN",
+                },
+            ]
+        )
+        lettered.message_post(body="Checked with the holder by phone.")
+        reminder = self.env["sicantik.notification"].create(
+            {
+                "permit_id": lettered.id,
+                "config_id": config.id,
+                "stage": 30,
+                "expiry_date": "2030-01-31",
+            }
+        )
+        messages = lettered.message_ids
+        # The 18.0.1.1.0 shape.
+        self.env.flush_all()
+        cr = self.env.cr
+        cr.execute("DROP INDEX sicantik_permit_letter_unique")
+        cr.execute(
+            "ALTER TABLE sicantik_permit ADD CONSTRAINT "
+            "sicantik_permit_pendaftaran_config_unique "
+            "UNIQUE(config_id, pendaftaran_id)"
+        )
+        cr.execute(
+            "UPDATE sicantik_permit SET listed_pass = NULL, missed_passes = NULL"
+        )
+        Permit.invalidate_model()
+
+        _load_migration("18.0.1.2.0", "pre-permit_letters.py").migrate(cr, "18.0.1.1.0")
+        self.assertFalse(self._constraint_exists(self.OLD))
+        Permit.init()  # what the module update does between the two scripts
+        _load_migration("18.0.1.2.0", "post-permit_letters.py").migrate(
+            cr, "18.0.1.1.0"
+        )
+        Permit.invalidate_model()
+        self.assertTrue(self._index_exists(self.NEW))
+        # History kept: the same records, messages and reminders.
+        self.assertEqual(lettered.message_ids, messages)
+        self.assertEqual(reminder.permit_id, lettered)
+        self.assertEqual(lettered.no_surat, "503/0940/XI/TDP/DPM-PPTSP/2025")
+        self.assertEqual(lettered.applicant_name, "Ukur Kaban")
+        # Placeholders emptied; real values kept.
+        self.assertFalse(lettered.applicant_phone or lettered.npwp)
+        self.assertFalse(junk.no_surat or junk.applicant_name or junk.company_name)
+        self.assertEqual(junk.kelurahan, "GURUKINAYAN")
+        # Counted as listed by the connector's current pass.
+        self.assertEqual((lettered | junk).mapped("listed_pass"), [started] * 2)
+        self.assertEqual((lettered | junk).mapped("missed_passes"), [0, 0])
+        # A registration's second letter now fits; the same key still not.
+        second = Permit.create(
+            {
+                "config_id": config.id,
+                "pendaftaran_id": lettered.pendaftaran_id,
+                "no_surat": "503/0941/XI/TDP/DPM-PPTSP/2025",
+            }
+        )
+        self.assertTrue(second)
+        self.env.flush_all()
+        with mute_logger("odoo.sql_db"), self.assertRaises(psycopg2.IntegrityError):
+            with self.env.cr.savepoint():
+                Permit.create(
+                    {"config_id": config.id, "pendaftaran_id": junk.pendaftaran_id}
+                )
+                self.env.flush_all()
 
 
 @tagged("post_install", "-at_install", "sicantik")

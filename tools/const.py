@@ -8,7 +8,7 @@ described in the project's SICANTIK API reference (``sicantik-api.md``).
 # --------------------------------------------------------------------------
 # Identity
 # --------------------------------------------------------------------------
-ADDON_VERSION = "18.0.1.1.0"
+ADDON_VERSION = "18.0.1.2.0"
 USER_AGENT = f"sicantik_connector/{ADDON_VERSION} (+Odoo 18)"
 
 # --------------------------------------------------------------------------
@@ -163,8 +163,8 @@ RECORD_FAILURE_TYPES = frozenset({FT_BAD_RESPONSE, FT_TOO_LARGE, FT_DATA})
 # Record normalisation
 # --------------------------------------------------------------------------
 ZERO_DATE = "0000-00-00"  # legacy MySQL zero date
-# Names that carry no information (seen in production: '0').
+# Examples of values that carry no information (seen in production: '0').
+# The rule that decides is ``placeholders.is_placeholder``, which covers
+# these and every other spelling of "nothing".
 JUNK_NAMES = frozenset({"", "0", "-"})
-# Free-text phone values that mean "no phone".
-JUNK_PHONES = frozenset({"", "0", "-"})
 PENDAFTARAN_ID_LENGTH = 16

@@ -1,15 +1,24 @@
 """Normalisation of decoded SICANTIK rows into the records of ``records.py``.
 
-Dates are parsed without ever raising, names and phones cleaned of junk, the
-rows of one permit merged and several ``cekperizinan`` rows reduced to one; a
-bad row is skipped with a reason, never raised.
+Dates are parsed without ever raising; every stored text goes through
+:func:`stored_text` (storable, and empty when it is a placeholder such as
+``-`` or ``0``); the rows of one permit letter merged and several
+``cekperizinan`` rows reduced to one; a bad row is skipped with a reason,
+never raised.
+
+A permit is one letter (``no_surat``) of one registration
+(``pendaftaran_id``): the list serves a row per applicant and letter, so the
+rows of one (registration, letter) are merged, and two letters of one
+registration are two permits. A row without a letter is the permit
+(registration, no letter), apart from the registration's lettered ones.
 """
 
 import re
 from collections import namedtuple
 from datetime import date
 
-from .const import JUNK_NAMES, JUNK_PHONES, PENDAFTARAN_ID_LENGTH, ZERO_DATE
+from .const import PENDAFTARAN_ID_LENGTH, ZERO_DATE
+from .placeholders import is_placeholder
 from .records import IssuedPermit, PermitDetails, PermitType, SkippedRecord
 from .storable import (
     CODE_MAX,
@@ -44,26 +53,28 @@ def _text(row, key):
     raise _FieldError(f"field {key} holds {type(value).__name__}, not text")
 
 
-def collapse(value, limit=TEXT_MAX):
-    """Storable (see ``storable.py``), whitespace collapsed and stripped,
-    cut to ``limit``; None/blank -> None."""
-    return storable(value, limit)
+def stored_text(value, limit=TEXT_MAX):
+    """The one rule for a text SICANTIK sends: storable (see
+    ``storable.py``), whitespace collapsed and stripped, cut to ``limit``;
+    None, blank or a placeholder (``-``, ``0``...: see ``placeholders.py``)
+    -> None."""
+    text = storable(value, limit)
+    return None if is_placeholder(text) else text
+
+
+# The names the callers know the rule by.
+collapse = stored_text
 
 
 def clean_name(value):
-    """A person, company or type name: storable, whitespace collapsed,
-    junk -> None."""
-    collapsed = collapse(value, NAME_MAX)
-    if collapsed is None or collapsed in JUNK_NAMES:
-        return None
-    return collapsed
+    """A person, company or type name (placeholders such as ``'0'`` -> None)."""
+    return stored_text(value, NAME_MAX)
 
 
 def clean_phone(value):
-    collapsed = collapse(value, PHONE_MAX)
-    if collapsed is None or collapsed in JUNK_PHONES:
-        return None
-    return collapsed
+    """A free-text phone as typed (placeholders -> None); ``phone.py``
+    makes a number of it."""
+    return stored_text(value, PHONE_MAX)
 
 
 def parse_date(value):
@@ -101,6 +112,12 @@ def _unique(values):
     """Distinct values in first-seen order, None left out (linear: a page of
     100,000 rows of one registration costs no more than 100,000 rows)."""
     return tuple(value for value in dict.fromkeys(values) if value is not None)
+
+
+def name_order(name):
+    """Sort key of applicant names: the first one in this order is a
+    permit's applicant, whatever order the server served the rows in."""
+    return (name.casefold(), name)
 
 
 def pick_expiry(candidates):
@@ -154,7 +171,7 @@ def _pid_warning(pid):
 def _raw_number(row):
     """The letter number as served, less what cannot be stored (never
     trimmed nor normalised: the server matches its base64 byte for byte);
-    blank -> None."""
+    blank or a placeholder -> None."""
     value = storable(
         _text(row, "no_surat"),
         NUMBER_MAX,
@@ -162,16 +179,16 @@ def _raw_number(row):
         keep_bidi=True,
         collapse=False,
     )
-    if value is None or not value.strip():
-        return None
-    return value
+    return None if is_placeholder(value) else value
 
 
 def normalise_issued_rows(rows):
     """Rows of ``listpermohonanterbit`` -> ``(permits, skipped)`` tuples.
 
-    Rows sharing a ``pendaftaran_id`` (several applicants or letters) are merged
-    into one permit, in served order; all names and numbers are kept.
+    One permit per (``pendaftaran_id``, ``no_surat``), in served order: the
+    rows of several applicants of one letter are merged (every name kept,
+    the first in :func:`name_order` is the applicant); two letters of one
+    registration are two permits.
     """
     merged = {}
     skipped = []
@@ -189,14 +206,15 @@ def normalise_issued_rows(rows):
         except _FieldError as e:
             skipped.append(SkippedRecord(index, str(e), pid))
             continue
-        merged.setdefault(pid, []).append(entry)
-    permits = tuple(_build_issued(pid, entries) for pid, entries in merged.items())
+        merged.setdefault((pid, entry["number"]), []).append(entry)
+    permits = tuple(
+        _build_issued(pid, number, entries) for (pid, number), entries in merged.items()
+    )
     return permits, tuple(skipped)
 
 
-def _build_issued(pid, entries):
+def _build_issued(pid, number, entries):
     warnings = [_pid_warning(pid)]
-    numbers = _unique(e["number"] for e in entries)
     types = _unique(e["type"] for e in entries)
     if len(types) > 1:
         warnings.append(f"conflicting permit types {', '.join(types)}")
@@ -207,10 +225,12 @@ def _build_issued(pid, entries):
     warnings.extend(_date_warning("d_berlaku_izin", p) for p in expiries)
     return IssuedPermit(
         pendaftaran_id=pid,
-        no_surat=numbers[0] if numbers else None,
+        no_surat=number,
         permit_type=types[0] if types else None,
-        applicant_names=_unique(e["name"] for e in entries),
-        letter_numbers=numbers,
+        applicant_names=tuple(
+            sorted(_unique(e["name"] for e in entries), key=name_order)
+        ),
+        letter_numbers=(number,) if number else (),
         has_expiry_field=has_expiry,
         expiry_date=chosen.value if chosen else None,
         expiry_unlimited=bool(chosen and chosen.zero),
@@ -263,6 +283,7 @@ def normalise_permit_types(rows):
 
 
 OTHER_REGISTRATION = "row of another registration"
+OTHER_LETTER = "row of another letter"
 
 _DETAIL_DATES = (
     ("d_terima_berkas", "received_date"),
@@ -308,11 +329,14 @@ def _detail_row(row):
     return values
 
 
-def reduce_permit_details(rows, pendaftaran_id=None):
+def reduce_permit_details(rows, pendaftaran_id=None, no_surat=None):
     """Rows of ``cekperizinan`` -> ``(PermitDetails or None, skipped)``.
 
-    When ``pendaftaran_id`` is given only rows of that registration count; if
-    none is left the answer concerns another permit and None is returned. The
+    When ``pendaftaran_id`` is given only rows of that registration count,
+    and when ``no_surat`` is given only rows of that letter (a row that names
+    no letter is taken as the one asked about: the server matched it by the
+    letter's base64); if none is left the answer concerns another permit and
+    None is returned. The
     expiry date follows :func:`pick_expiry`; the other single-valued fields come
     from the row that supplied the expiry date (else the first usable row);
     applicant and company names are collected from every row.
@@ -329,6 +353,9 @@ def reduce_permit_details(rows, pendaftaran_id=None):
             skipped.append(
                 SkippedRecord(index, OTHER_REGISTRATION, values["pendaftaran_id"])
             )
+            continue
+        if no_surat is not None and values["no_surat"] not in (None, no_surat):
+            skipped.append(SkippedRecord(index, OTHER_LETTER, values["pendaftaran_id"]))
             continue
         usable.append(values)
     if not usable:

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberType, ValidationResult
 
-from .const import JUNK_PHONES
+from .placeholders import is_placeholder
 
 STATUS_VALID_MOBILE = "valid_mobile"
 STATUS_LANDLINE = "landline"
@@ -78,7 +78,7 @@ def normalize_phone(raw, region="ID"):
     (a landline keeps its E.164 form so staff can see what was typed).
     """
     text = "" if raw is None or raw is False else str(raw).strip()
-    if text in JUNK_PHONES:
+    if is_placeholder(text):
         return PhoneResult(None, STATUS_EMPTY, "no phone number")
     candidates = [
         c.strip() for c in _SEPARATORS.split(text) if any(ch.isdigit() for ch in c)

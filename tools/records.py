@@ -2,8 +2,10 @@
 
 They are built by ``decoders.py`` from decoded answers; field meanings are those
 of the SICANTIK API reference. Text fields are cleaned (whitespace collapsed,
-junk such as ``'0'`` turned into None) except ``no_surat``, which is kept
-exactly as served because the server matches its base64 verbatim.
+placeholders such as ``'0'`` or ``'-'`` turned into None, see
+``placeholders.py``) except ``no_surat``, which is kept exactly as served
+(a placeholder still becomes None) because the server matches its base64
+verbatim.
 """
 
 import base64
@@ -46,12 +48,15 @@ class PermitType:
 
 @dataclass(frozen=True)
 class IssuedPermit:
-    """One permit of ``listpermohonanterbit`` (duplicate rows merged).
+    """One permit of ``listpermohonanterbit``: one letter of one
+    registration, the rows of its several applicants merged.
 
-    * ``no_surat``: the first non-empty letter number, exactly as served;
-      ``letter_numbers`` holds every distinct one when the permit was listed
-      with several letters.
-    * ``applicant_names``: every distinct applicant name of the merged rows.
+    * ``no_surat``: the letter number exactly as served, None when the row
+      has none (the permit "registration without a letter");
+      ``letter_numbers`` is ``(no_surat,)``, or empty without a letter.
+    * ``applicant_names``: every distinct applicant name of the merged rows,
+      in ``normalise.name_order``: the first is the applicant, whatever the
+      order the rows of the page were served in.
     * ``has_expiry_field``: the list carried ``d_berlaku_izin`` (the "future
       API"); then ``expiry_*`` are filled and no ``cekperizinan`` call is
       needed for this permit.

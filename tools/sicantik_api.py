@@ -40,6 +40,7 @@ from .const import (
 )
 from .decoders import expect_rows
 from .normalise import (
+    OTHER_LETTER,
     OTHER_REGISTRATION,
     normalise_permit_types,
     reduce_permit_details,
@@ -256,14 +257,14 @@ class SicantikApi(SicantikTransport):
         if answer.no_data:
             return None
         rows = self._rows(answer, EP_PERMIT_DETAILS, scope=SCOPE_RECORD)
-        details, skipped = reduce_permit_details(rows, pendaftaran_id)
-        other = [s for s in skipped if s.reason == OTHER_REGISTRATION]
+        details, skipped = reduce_permit_details(rows, pendaftaran_id, no_surat)
+        other = [s for s in skipped if s.reason in (OTHER_REGISTRATION, OTHER_LETTER)]
         self._log_skipped(EP_PERMIT_DETAILS, [s for s in skipped if s not in other])
         if details is None:
             if other:
                 self._log.warning(
                     "SICANTIK %s: %s answer for registration %s only concerns "
-                    "other registrations",
+                    "other registrations or letters",
                     self.host,
                     EP_PERMIT_DETAILS,
                     pendaftaran_id,

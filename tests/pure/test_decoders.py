@@ -402,33 +402,34 @@ ROW = {
 }
 
 
-def test_issued_rows_duplicates_are_merged_keeping_all_names():
+def test_issued_rows_are_one_permit_per_registration_and_letter():
     rows = [
         ROW,
         {"pendaftaran_id": "0001200204052016", "n_pemohon": "0", "no_surat": ""},
         dict(ROW, n_pemohon="Ukur Kaban"),  # same name again
+        dict(ROW, n_pemohon="Sri  Br Ginting"),  # a second applicant
         dict(ROW, n_pemohon="Sri  Br Ginting", no_surat="503/0941/XI/TDP/2025"),
     ]
     permits, skipped = normalise_issued_rows(rows)
     assert skipped == ()
-    assert [p.pendaftaran_id for p in permits] == [
-        "0004700301102025",
-        "0001200204052016",
+    assert [(p.pendaftaran_id, p.no_surat) for p in permits] == [
+        ("0004700301102025", "503/0940/XI/TDP/DPM-PPTSP/2025  "),  # exact
+        ("0001200204052016", None),
+        ("0004700301102025", "503/0941/XI/TDP/2025"),
     ]
-    merged = permits[0]
-    assert merged.applicant_names == ("Ukur Kaban", "Sri Br Ginting")
-    assert merged.applicant_name == "Ukur Kaban"
-    assert merged.no_surat == "503/0940/XI/TDP/DPM-PPTSP/2025  "  # exact, untrimmed
-    assert merged.letter_numbers == (
-        "503/0940/XI/TDP/DPM-PPTSP/2025  ",
-        "503/0941/XI/TDP/2025",
-    )
+    merged, lonely, second = permits
+    # Two applicants, one letter: one permit; the name first in name order
+    # is the applicant, whatever order the rows came in.
+    assert merged.applicant_names == ("Sri Br Ginting", "Ukur Kaban")
+    assert merged.applicant_name == "Sri Br Ginting"
+    assert merged.letter_numbers == ("503/0940/XI/TDP/DPM-PPTSP/2025  ",)
     assert merged.row_count == 3
     assert merged.no_izin == "NTAzLzA5NDAvWEkvVERQL0RQTS1QUFRTUC8yMDI1ICA="
     assert merged.has_expiry_field is False
-    lonely = permits[1]
+    assert second.applicant_names == ("Sri Br Ginting",) and second.row_count == 1
     assert lonely.applicant_names == ()
     assert lonely.no_surat is None and lonely.no_izin is None
+    assert lonely.letter_numbers == ()
 
 
 def test_bad_rows_are_skipped_with_a_reason_not_raised():

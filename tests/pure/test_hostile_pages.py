@@ -8,8 +8,9 @@ from tools.sicantik_pages import build_page
 
 def _row(index, pid=None):
     return {
-        "pendaftaran_id": pid or f"{index:016d}",
-        "no_surat": f"503/{index}/2025",
+        "pendaftaran_id": pid or f"{index + 1:016d}",
+        # The rows of one registration share its letter: one permit.
+        "no_surat": f"503/{0 if pid else index}/2025",
         "n_pemohon": f"Pemohon {index}",
         "n_perizinan": "IZIN USAHA",
     }
@@ -22,7 +23,9 @@ def test_a_page_larger_than_asked_is_cut_and_logged(caplog):
         page = build_page(rows, offset=100, limit=50)
     assert page.raw_count == 50
     assert page.next_offset == 150  # the rows cut are served again next page
-    assert [p.pendaftaran_id for p in page.permits] == [f"{i:016d}" for i in range(50)]
+    assert [p.pendaftaran_id for p in page.permits] == [
+        f"{i + 1:016d}" for i in range(50)
+    ]
     assert not page.is_last
     assert any("120 rows served for a page of 50" in r.message for r in caplog.records)
 

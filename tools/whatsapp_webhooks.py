@@ -380,10 +380,10 @@ def parse_fonnte(payload):
 def parse_generic(payload):
     """Our documented shape: ``{"events": [...]}`` or one event object::
 
-        {"type": "status", "id": "<message id>", "status": "delivered",
-         "timestamp": 1735689600, "reason": "…", "code": "invalid_number"}
-        {"type": "message", "from": "+6281…", "text": "STOP",
-         "id": "<its id>", "reply_to": "<message id>"}
+    {"type": "status", "id": "<message id>", "status": "delivered",
+     "timestamp": 1735689600, "reason": "…", "code": "invalid_number"}
+    {"type": "message", "from": "+6281…", "text": "STOP",
+     "id": "<its id>", "reply_to": "<message id>"}
     """
     events = payload.get("events") if "events" in payload else [payload]
     receipts = []

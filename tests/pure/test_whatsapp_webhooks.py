@@ -208,8 +208,11 @@ def test_waha_acks_and_messages():
 
 
 def test_fonnte_status_and_incoming():
-    first = wh.parse("fonnte", b'{"device":"62","id":"80367171","stateid":"s9",'
-                     b'"status":"sent","state":"sent"}')[0]
+    first = wh.parse(
+        "fonnte",
+        b'{"device":"62","id":"80367171","stateid":"s9",'
+        b'"status":"sent","state":"sent"}',
+    )[0]
     assert (first.message_id, first.alt_id, first.state) == ("80367171", "s9", "sent")
     later = wh.parse("fonnte", b'{"device":"62","stateid":"s9","state":"read"}')[0]
     assert (later.message_id, later.alt_id, later.state) == (None, "s9", "read")
@@ -219,7 +222,11 @@ def test_fonnte_status_and_incoming():
     assert pending.state is None
     form = {"device": "62", "sender": "6281234567890", "message": "Berhenti"}
     reply = wh.parse("fonnte", b"", form=form)[0]
-    assert (reply.kind, reply.sender, reply.text) == ("reply", "6281234567890", "Berhenti")
+    assert (reply.kind, reply.sender, reply.text) == (
+        "reply",
+        "6281234567890",
+        "Berhenti",
+    )
     device = wh.parse("fonnte", b'{"device":"62","status":"connect"}')[0]
     assert device.kind == "other"
 
@@ -229,8 +236,13 @@ def test_generic_events():
         {
             "events": [
                 {"type": "status", "id": "h1", "status": "read", "timestamp": 1},
-                {"type": "status", "id": "h2", "status": "failed",
-                 "code": "invalid_number", "reason": "not on WhatsApp"},
+                {
+                    "type": "status",
+                    "id": "h2",
+                    "status": "failed",
+                    "code": "invalid_number",
+                    "reason": "not on WhatsApp",
+                },
                 {"type": "message", "from": "+6281234567890", "text": "ok"},
             ]
         }
@@ -243,7 +255,11 @@ def test_generic_events():
 
 def test_hostile_text_is_made_storable():
     body = json.dumps(
-        {"type": "message", "from": "+62812345678", "text": "a\x00b\u202ec" + "x" * 5000}
+        {
+            "type": "message",
+            "from": "+62812345678",
+            "text": "a\x00b\u202ec" + "x" * 5000,
+        }
     ).encode()
     (reply,) = wh.parse("webhook", body)
     assert "\x00" not in reply.text and "\u202e" not in reply.text

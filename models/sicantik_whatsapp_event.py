@@ -121,8 +121,10 @@ class SicantikWhatsappEvent(models.Model):
         Cheap and idempotent, so done inline: a few indexed searches and
         writes. Returns the recorded events.
         """
-        rows = [self._prepare_event_values(provider, r, digest, i) for i, r in
-                enumerate(receipts)]
+        rows = [
+            self._prepare_event_values(provider, r, digest, i)
+            for i, r in enumerate(receipts)
+        ]
         self._apply(provider, rows)
         return self.sudo().create(rows)
 
@@ -292,8 +294,10 @@ class SicantikWhatsappEvent(models.Model):
     def _stop_words(self, provider):
         """The stop words of the connectors sending through ``provider``
         (the default list when none does)."""
-        configs = self.env["sicantik.config"].sudo().search(
-            [("whatsapp_provider_id", "=", provider.id)]
+        configs = (
+            self.env["sicantik.config"]
+            .sudo()
+            .search([("whatsapp_provider_id", "=", provider.id)])
         )
         text = ",".join(c.whatsapp_stop_words or "" for c in configs)
         return wh.parse_stop_words(text or DEFAULT_STOP_WORDS)

@@ -22,6 +22,7 @@ RECENT_RECEIPT_HOURS = 24
 def _new_webhook_token():
     return secrets.token_urlsafe(32)
 
+
 _logger = logging.getLogger(__name__)
 
 
@@ -282,9 +283,7 @@ class SicantikWhatsappProvider(models.Model):
 
         def make():
             # slots 1 / rate apart, scaled down by the adaptive pace
-            return PgRateLimiter(
-                key, rate, lambda: _connect(dbname), rule=PaceRule()
-            )
+            return PgRateLimiter(key, rate, lambda: _connect(dbname), rule=PaceRule())
 
         return shared_limiter(("pg", dbname, key, rate, "paced"), make)
 

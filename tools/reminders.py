@@ -33,15 +33,20 @@ DEFAULT_TEMPLATE_TODAY = (
     "Terima kasih."
 )
 # The defaults of 18.0.1.1.0, replaced by an upgrade where left unedited.
-OLD_DEFAULT_TEMPLATES = {
+_OLD_TEMPLATE = (
     "Yth. {holder},\n"
     "izin {permit_type} Anda dengan nomor {permit_number} akan berakhir pada "
     "{expiry_date} ({days} hari lagi). Mohon segera ajukan perpanjangan di "
-    "DPMPTSP. Terima kasih.": DEFAULT_TEMPLATE,
+    "DPMPTSP. Terima kasih."
+)
+_OLD_TEMPLATE_TODAY = (
     "Yth. {holder},\n"
     "izin {permit_type} Anda dengan nomor {permit_number} berakhir hari ini, "
-    "{expiry_date}. Mohon segera ajukan perpanjangan di DPMPTSP. Terima kasih.":
-    DEFAULT_TEMPLATE_TODAY,
+    "{expiry_date}. Mohon segera ajukan perpanjangan di DPMPTSP. Terima kasih."
+)
+OLD_DEFAULT_TEMPLATES = {
+    _OLD_TEMPLATE: DEFAULT_TEMPLATE,
+    _OLD_TEMPLATE_TODAY: DEFAULT_TEMPLATE_TODAY,
 }
 
 

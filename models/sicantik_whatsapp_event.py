@@ -264,7 +264,12 @@ class SicantikWhatsappEvent(models.Model):
             if notification:
                 row["notification_id"] = notification.id
                 row["permit_id"] = notification.permit_id.id
-            if partner and wh.is_stop(row["text"], stop_words):
+            words = (
+                wh.parse_stop_words(notification.config_id.whatsapp_stop_words)
+                if notification and notification.config_id.whatsapp_stop_words
+                else stop_words
+            )
+            if partner and wh.is_stop(row["text"], words):
                 opted_out |= partner
                 row["outcome"] = "opt_out"
             elif notification:
@@ -293,7 +298,8 @@ class SicantikWhatsappEvent(models.Model):
     @api.model
     def _stop_words(self, provider):
         """The stop words of the connectors sending through ``provider``
-        (the default list when none does)."""
+        (the default list when none does), for replies to no known reminder;
+        a reply to a reminder uses its connector's list."""
         configs = (
             self.env["sicantik.config"]
             .sudo()

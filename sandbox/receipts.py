@@ -157,6 +157,7 @@ class ReceiptSender:
         self._seq = itertools.count()
         self._posted = []
         self._in_flight = 0
+        self._paused = False
         self._thread = None
 
     # -- configuration ------------------------------------------------------
@@ -167,6 +168,12 @@ class ReceiptSender:
                 self._settings.pop(gateway, None)
             else:
                 self._settings[gateway] = settings
+
+    def pause(self, paused=True):
+        """Hold the receipts (they keep their place) until ``pause(False)``."""
+        with self._lock:
+            self._paused = paused
+            self._lock.notify_all()
 
     def reset(self):
         with self._lock:
@@ -247,7 +254,7 @@ class ReceiptSender:
     def _run(self):
         while not self._stopping.is_set():
             with self._lock:
-                if not self._heap:
+                if not self._heap or self._paused:
                     self._lock.wait(0.1)
                     continue
                 due, _seq, job = self._heap[0]

@@ -34,6 +34,7 @@
     ],
     "demo": [
         "data/sicantik_config_demo.xml",
+        "data/sicantik_whatsapp_provider_demo.xml",
     ],
     "assets": {
         "web.assets_backend": [

@@ -2,6 +2,7 @@
 
 import hashlib
 import hmac
+import importlib.util
 import json
 import time
 from datetime import datetime
@@ -10,8 +11,12 @@ from unittest.mock import patch
 from odoo import fields
 from odoo.tests import HttpCase, tagged
 from odoo.tools import mute_logger
+from odoo.tools.misc import file_path
 
+from ..sandbox.gateways import GatewayServer
+from ..tools import reminders
 from ..tools import whatsapp_webhooks as wh
+from .common import use_loopback_send
 from .test_sicantik_reminders import ReminderCase
 
 ROUTE = "/sicantik/whatsapp"
@@ -464,3 +469,175 @@ class TestFonnteAndGenericReceipts(WebhookCase):
             f"{ROUTE}/{old}", data=body, headers=meta_headers(body)
         )
         self.assertEqual(response.status_code, 403)
+
+
+@tagged("post_install", "-at_install", "sicantik")
+class TestReceiptLoop(WebhookCase):
+    """The whole loop over real HTTP: the sender job sends through a loopback
+    gateway, which posts its receipts back into Odoo's webhook."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        use_loopback_send(cls)
+        cls.gw = GatewayServer().start()
+        cls.addClassCleanup(cls.gw.stop)
+
+    def setUp(self):
+        super().setUp()
+        self.gw.reset()
+
+    def loop(self, gateway, credentials, **receipt_options):
+        provider = self.make_provider(gateway, rate_limit=50, timeout=2, **credentials)
+        self.config.whatsapp_provider_id = provider
+        self.gw.send_receipts(
+            gateway,
+            f"{self.base_url()}{ROUTE}/{provider.webhook_token}",
+            secret=provider.webhook_secret,
+            **receipt_options,
+        )
+        self.addCleanup(self.gw.send_receipts, gateway, None)
+        return provider
+
+    def send_and_settle(self):
+        # receipts wait until the sender job is done with the test cursor
+        self.gw.receipts.pause()
+        self.send()
+        self.gw.receipts.pause(False)
+        self.assertTrue(self.gw.receipts.wait_idle(30), "receipts left untaken")
+        self.env.invalidate_all()
+
+    def test_every_gateway_ends_read_even_duplicated_and_out_of_order(self):
+        setups = {
+            "meta": {
+                "api_url": self.gw.url,
+                "api_token": self.gw.meta_token,
+                "meta_phone_number_id": self.gw.meta_phone_number_id,
+            },
+            "fonnte": {
+                "api_url": self.gw.url,
+                "api_token": self.gw.fonnte_token,
+                "webhook_secret": False,
+            },
+            "waha": {"api_url": self.gw.url, "api_token": self.gw.waha_api_key},
+            "webhook": {
+                "api_url": self.gw.webhook_url,
+                "webhook_headers": json.dumps(self.gw.webhook_headers),
+            },
+        }
+        for gateway, credentials in setups.items():
+            with self.subTest(gateway):
+                self.gw.reset()
+                provider = self.loop(
+                    gateway, credentials, duplicate=True, out_of_order=True
+                )
+                permit = self.make_permit(7)
+                self.check_expiring()
+                self.send_and_settle()
+                reminder = self.notifications(permit)
+                self.assertEqual(reminder.state, "read", reminder.failure_reason)
+                self.assertTrue(reminder.delivery_at)
+                posted = self.gw.receipts.posted()
+                self.assertTrue(posted)
+                self.assertTrue(all(p.status == 200 for p in posted))
+                outcomes = self.events(provider).mapped("outcome")
+                self.assertIn("applied", outcomes)
+                self.assertNotIn("unmatched", outcomes)
+
+    def test_a_number_without_whatsapp_fails_later_and_is_flagged(self):
+        self.loop(
+            "webhook",
+            {
+                "api_url": self.gw.webhook_url,
+                "webhook_headers": json.dumps(self.gw.webhook_headers),
+            },
+            fail_numbers=["+6281234567890"],
+        )
+        permit = self.make_permit(7)
+        self.check_expiring()
+        self.send_and_settle()
+        reminder = self.notifications(permit)
+        self.assertEqual(reminder.state, "failed")
+        self.assertTrue(reminder.sent_at)  # failed after sending
+        self.assertEqual(permit.partner_id.whatsapp_number_state, "invalid")
+        failed_after = self.env["sicantik.notification"].search(
+            [("state", "=", "failed"), ("sent_at", "!=", False)]
+        )
+        self.assertIn(reminder, failed_after)
+
+    @mute_logger("odoo.addons.sicantik_connector.tools")
+    def test_a_429_slows_the_providers_bucket(self):
+        provider = self.make_provider(
+            "fonnte",
+            api_url=self.gw.url,
+            api_token=self.gw.fonnte_token,
+            rate_limit=50,
+            timeout=2,
+        )
+        self.config.whatsapp_provider_id = provider
+        self.make_permit(7)
+        self.check_expiring()
+        self.assertEqual(provider._limiter().pace_factor(), 1.0)
+        self.gw.queue("fonnte", {"status": 429, "retry_after": 1})
+        self.send()
+        self.assertLess(provider._limiter().pace_factor(), 1.0)
+
+
+@tagged("post_install", "-at_install", "sicantik")
+class TestReminderText(ReminderCase):
+    def test_one_note_per_reminder_and_logged_is_not_sent(self):
+        permit = self.make_permit(7)
+        self.check_expiring()
+        before = len(permit.message_ids)
+        self.send()
+        reminder = self.notifications(permit)
+        self.assertEqual(reminder.state, "logged")
+        self.assertEqual(len(permit.message_ids) - before, 1)
+        self.assertIn("not sent", permit.message_ids[0].body)
+        figures = {
+            f["key"]: f["count"]
+            for f in self.env["sicantik.dashboard"]._reminders(self.today)
+        }
+        self.assertEqual(figures["sent"], 0)
+
+    def test_default_text_never_doubles_izin(self):
+        permit = self.make_permit(7)
+        permit.permit_type_name = "IZIN GANGGUAN USAHA"
+        self.check_expiring()
+        self.send()
+        body = self.notifications(permit).body
+        self.assertIn("IZIN GANGGUAN USAHA", body)
+        self.assertNotRegex(body.casefold(), r"izin\W+izin")
+
+    def test_log_only_provider_name_in_indonesian(self):
+        self.env["res.lang"]._activate_lang("id_ID")
+        module = self.env["ir.module.module"].search(
+            [("name", "=", "sicantik_connector")]
+        )
+        module._update_translations(["id_ID"])
+        provider = self.env.ref("sicantik_connector.sicantik_whatsapp_provider_log")
+        self.assertEqual(provider.with_context(lang="id_ID").name, "Hanya dicatat")
+        self.assertEqual(provider.with_context(lang="en_US").name, "Log only")
+
+    def test_upgrade_marks_log_only_sends_logged(self):
+        permit = self.make_permit(7)
+        self.check_expiring()
+        reminder = self.notifications(permit)
+        reminder.write({"state": "sent", "provider_id": self.provider.id})
+        old_template = next(iter(reminders.OLD_DEFAULT_TEMPLATES))
+        self.config.reminder_template = old_template
+        edited = self.config.copy(
+            {"name": "Edited", "reminder_template": "Yth. {holder}"}
+        )
+        self.env.flush_all()
+        path = file_path(
+            "sicantik_connector/migrations/18.0.1.2.0/post-whatsapp-outcomes.py"
+        )
+        spec = importlib.util.spec_from_file_location("hook_migration", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.migrate(self.env.cr, "18.0.1.1.0")
+        self.env.invalidate_all()
+        self.assertEqual(reminder.state, "logged")
+        self.assertEqual(self.config.reminder_template, reminders.DEFAULT_TEMPLATE)
+        self.assertEqual(edited.reminder_template, "Yth. {holder}")

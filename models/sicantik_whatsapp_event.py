@@ -194,15 +194,21 @@ class SicantikWhatsappEvent(models.Model):
             states[notification] = row["gateway_state"]
             changes[notification].update(self._state_values(row))
             row["outcome"] = "applied"
-        invalid = Notification.browse()
+        invalid = linked = Notification.browse()
         for notification, values in changes.items():
             notification.write(values)
             if values.get("failure_type") == "invalid_number":
                 invalid |= notification
+            if values.get("provider_state_id"):
+                linked |= notification
         for notification in invalid:
             notification.partner_id._sicantik_flag_invalid_number(
                 notification.failure_reason
             )
+        # receipts that named the message by its second id before this call
+        # linked it (Fonnte, out of order) apply now
+        for notification in linked:
+            self._reapply_for(notification)
 
     @api.model
     def _state_values(self, row):
@@ -308,15 +314,20 @@ class SicantikWhatsappEvent(models.Model):
         text = ",".join(c.whatsapp_stop_words or "" for c in configs)
         return wh.parse_stop_words(text or DEFAULT_STOP_WORDS)
 
+    @api.model
     def _reapply_for(self, notification):
         """Receipts that arrived before the send was recorded (the gateway
-        was quicker than our commit): apply them now."""
+        was quicker than our commit), or before Fonnte linked its second id:
+        apply them now."""
+        ids = [("message_id", "=", notification.provider_message_id)]
+        if notification.provider_state_id:
+            ids = ["|", *ids, ("alt_id", "=", notification.provider_state_id)]
         early = self.sudo().search(
             [
                 ("provider_id", "=", notification.provider_id.id),
-                ("message_id", "=", notification.provider_message_id),
                 ("outcome", "=", "unmatched"),
                 ("kind", "=", "status"),
+                *ids,
             ]
         )
         if not early:

@@ -102,7 +102,6 @@ class SicantikWhatsappProvider(models.Model):
         help="The secret part of the webhook URL; regenerate it if the URL leaked.",
     )
     webhook_secret = fields.Char(
-        string="Webhook Secret",
         groups=MANAGER_GROUP,
         copy=False,
         help="Meta: the app secret (X-Hub-Signature-256). WAHA: the HMAC key of "

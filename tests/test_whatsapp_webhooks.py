@@ -9,6 +9,7 @@ from datetime import datetime
 from unittest.mock import patch
 
 from odoo import fields
+from odoo.modules import neutralize
 from odoo.tests import HttpCase, tagged
 from odoo.tools import mute_logger
 from odoo.tools.misc import file_path
@@ -641,3 +642,24 @@ class TestReminderText(ReminderCase):
         self.assertEqual(reminder.state, "logged")
         self.assertEqual(self.config.reminder_template, reminders.DEFAULT_TEMPLATE)
         self.assertEqual(edited.reminder_template, "Yth. {holder}")
+
+    def test_neutralize_blanks_webhook_secrets_and_changes_the_urls(self):
+        provider = self.env["sicantik.whatsapp.provider"].create(
+            {
+                "name": "Meta",
+                "provider_type": "meta",
+                "api_token": "t",
+                "meta_phone_number_id": "1065",
+                "meta_template_name": "x",
+                "webhook_secret": "app-secret",
+                "meta_verify_token": "verify",
+            }
+        )
+        token = provider.webhook_token
+        (query,) = neutralize.get_neutralization_queries(["sicantik_connector"])
+        self.env.flush_all()
+        self.env.cr.execute(query)
+        self.env.invalidate_all()
+        self.assertFalse(provider.webhook_secret or provider.meta_verify_token)
+        self.assertNotEqual(provider.webhook_token, token)
+        self.assertRegex(provider.webhook_token, r"^[0-9a-f]{64}$")

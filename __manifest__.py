@@ -14,6 +14,7 @@
         "security/sicantik_connector_groups.xml",
         "security/ir.model.access.csv",
         "security/sicantik_connector_security.xml",
+        "security/sicantik_whatsapp_event_security.xml",
         "data/ir_config_parameter_data.xml",
         "data/sicantik_whatsapp_provider_data.xml",
         "data/sicantik_config_data.xml",
@@ -23,6 +24,7 @@
         "views/sicantik_permit_views.xml",
         "views/sicantik_sync_log_views.xml",
         "views/sicantik_dashboard_views.xml",
+        "views/sicantik_whatsapp_event_views.xml",
         "views/sicantik_whatsapp_provider_views.xml",
         "views/sicantik_notification_views.xml",
         "views/res_partner_views.xml",
@@ -32,6 +34,7 @@
     ],
     "demo": [
         "data/sicantik_config_demo.xml",
+        "data/sicantik_whatsapp_provider_demo.xml",
     ],
     "assets": {
         "web.assets_backend": [

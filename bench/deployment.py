@@ -267,11 +267,12 @@ class Odoo(NamedTuple):
             raise SystemExit(f"{self.prog}: set-up failed:\n{shell.stderr[-2000:]}")
         return json.loads(line.split(" ", 1)[1])
 
-    def server(self):
-        """The server that is killed: two cron workers, only this database."""
+    def server(self, port=None):
+        """The server that is killed: two cron workers, only this database.
+        A fixed ``port`` keeps its address across restarts (receipts go to it)."""
         return OdooServer(
             [*self.cmd, *self.options(), "--http-interface", "127.0.0.1",
-             "--http-port", str(free_port()), "--max-cron-threads", "2",
+             "--http-port", str(port or free_port()), "--max-cron-threads", "2",
              "--limit-time-real-cron", "120", "--db-filter", f"^{self.name}$",
              "--log-level", "warn", "--logfile", str(self.logfile)],
             self.logfile,

@@ -11,3 +11,7 @@ UPDATE ir_cron SET active = false
 UPDATE sicantik_whatsapp_provider
    SET api_token = NULL, api_url = NULL, webhook_headers = NULL,
        meta_phone_number_id = NULL, provider_type = 'log';
+-- Webhooks too: new path tokens nobody registered, secrets blanked.
+UPDATE sicantik_whatsapp_provider
+   SET webhook_token = md5(random()::text || id::text) || md5(random()::text),
+       webhook_secret = NULL, meta_verify_token = NULL;

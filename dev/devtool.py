@@ -47,6 +47,12 @@ DATA_DIR = CACHE / "odoo-data"
 DEV = ROOT / "dev"
 SANDBOX_PORT = int(os.environ.get("SANDBOX_PORT", "8765"))
 ODOO_PORT = int(os.environ.get("ODOO_PORT", "8069"))
+# The loopback WhatsApp gateways of `make run`; the demo provider
+# (data/sicantik_whatsapp_provider_demo.xml) sends to this port and these
+# demo values sign its receipts.
+GATEWAY_PORT = 8766
+DEMO_WEBHOOK_TOKEN = "sicantik-demo-webhook-token-0123456789abcdef"
+DEMO_WEBHOOK_SECRET = "sicantik-demo-webhook-secret"
 
 
 def say(msg):
@@ -781,6 +787,13 @@ def cmd_run(args):
     paths, _link = addons_path(py)
     db = args.database
     sandbox = start_sandbox(py, SANDBOX_PORT, args.permits)
+    # Receipts of the demo reminders come back once Odoo listens (retried).
+    gateways = subprocess.Popen(
+        [str(py), "-m", "sandbox.gateway_demo", "--port", str(GATEWAY_PORT),
+         "--receipts-to", f"http://127.0.0.1:{ODOO_PORT}/sicantik/whatsapp/"
+         f"{DEMO_WEBHOOK_TOKEN}", "--secret", DEMO_WEBHOOK_SECRET],
+        cwd=ROOT,
+    )  # fmt: skip
     base = odoo + [
         "--database", db, "--addons-path", paths, "--data-dir", DATA_DIR,
         "--http-interface", "127.0.0.1", "--http-port", ODOO_PORT,
@@ -805,6 +818,8 @@ def cmd_run(args):
     finally:
         sandbox.terminate()
         sandbox.wait()
+        gateways.terminate()
+        gateways.wait()
     return 0
 
 

@@ -17,7 +17,12 @@ Options: ``--seed``, ``--kills`` (per job, at least 20 by default),
 A job is one entry of ``JOBS``: the cron it runs, how to give it work, how to
 tell it is done or busy, and what to check afterwards. The reminder sender
 talks to a loopback webhook gateway that counts what it receives: a message
-received twice for one reminder row is a double send.
+received twice for one reminder row is a double send. That gateway posts its
+delivery receipts (delivered, then read; duplicated, newest first) back to
+the provider's webhook in Odoo, so the server is also killed while receipts
+arrive; like a real gateway it retries any call not answered 200. At the end
+no receipt may be left untaken (``receipts lost``) and every reminder the
+gateway took must have ended "read" (``receipt states wrong``).
 """
 
 import argparse
@@ -43,6 +48,7 @@ from bench.deployment import (  # noqa: E402
     Odoo,
     OdooServer,
     drop,
+    free_port,
     gateway_double_sends,
     holder_duplicates,
     permit_figures,
@@ -56,6 +62,8 @@ from sandbox.gateways import GatewayServer  # noqa: E402
 # Seconds: how long to wait for the server to start working, and overall.
 START_DEADLINE = 120
 TOTAL_DEADLINE = 9 * 60
+RECEIPTS_DEADLINE = 120
+RECEIPT_SECRET = "kill-test-receipt-secret"
 
 # Run inside ``odoo-bin shell`` once the addon is installed.
 SETUP = """
@@ -89,6 +97,7 @@ provider = env["sicantik.whatsapp.provider"].create({{
     "webhook_headers": {webhook_headers!r},
     "rate_limit": 20,
     "timeout": 5,
+    "webhook_secret": {receipt_secret!r},
 }})
 config.write({{
     "whatsapp_provider_id": provider.id,
@@ -105,7 +114,9 @@ crons = {{
     )
 }}
 env.cr.commit()
-print("KILLTEST " + json.dumps({{"config": config.id, "crons": crons}}))
+print("KILLTEST " + json.dumps({{
+    "config": config.id, "crons": crons, "webhook_token": provider.webhook_token,
+}}))
 """
 
 
@@ -118,6 +129,7 @@ class Job(NamedTuple):
     kill_window: tuple  # seconds after the first request of a life
     settings: dict  # connector settings for this job (pace, parallelism)
     idle: object = None  # (ctx) -> bool: nothing left to start (default: finished)
+    settle: object = None  # (ctx) -> None: after it finished, server still up
 
 
 def permits_give_work(ctx):
@@ -161,7 +173,8 @@ def reminders_give_work(ctx):
     due ones again: new rows, new references."""
     ctx.db.rows(
         "DELETE FROM sicantik_notification WHERE config_id = %s "
-        "AND state IN ('sent', 'failed', 'cancelled')",
+        "AND state IN ('sent', 'delivered', 'read', 'logged', 'failed', "
+        "'cancelled')",
         (ctx.config,),
     )
     cron = ctx.crons["ir_cron_check_expiring"]
@@ -190,6 +203,26 @@ def reminders_finished(ctx):
         "AND state IN ('queued', 'sending')",
         (ctx.config,),
     )
+
+
+def receipts_settle(ctx):
+    """The gateway's last receipts, taken while the server is up."""
+    if not ctx.gateway.receipts.wait_idle(RECEIPTS_DEADLINE):
+        say(f"  receipts: {ctx.gateway.receipts.pending()} still refused")
+
+
+def receipt_figures(ctx):
+    """(receipts posted, lost: never taken, reminders not ending "read")."""
+    posted = ctx.gateway.receipts.posted()
+    lost = sum(1 for p in posted if p.status != 200)
+    taken = {m.message_id for m in ctx.gateway.messages("webhook")}
+    rows = ctx.db.rows(
+        "SELECT provider_message_id, state FROM sicantik_notification "
+        "WHERE config_id = %s AND provider_message_id IS NOT NULL",
+        (ctx.config,),
+    )
+    wrong = sum(1 for mid, state in rows if mid in taken and state != "read")
+    return len(posted), lost, wrong
 
 
 JOBS = (
@@ -222,6 +255,7 @@ JOBS = (
         (0.0, 1.5),
         {},
         reminders_idle,
+        receipts_settle,
     ),
 )
 
@@ -291,6 +325,8 @@ def run_job(ctx, job, rng, kills_wanted):
         poke=lambda: poke(ctx, job),
         every=0.5,
     )
+    if job.settle:
+        job.settle(ctx)
     ctx.server.stop(ctx.db)
     # Killed callbacks must not have cost the job its schedule.
     alive = ctx.db.value(
@@ -328,6 +364,7 @@ def set_up(odoo, sandbox, gateway):
             url=sandbox.url,
             webhook_url=gateway.webhook_url,
             webhook_headers=json.dumps(gateway.webhook_headers),
+            receipt_secret=RECEIPT_SECRET,
         ),
         "KILLTEST",
     )
@@ -364,6 +401,11 @@ def report(ctx, total, deactivated, started):
         f"reminders: {delivered} delivered to the gateway, {unknown} left as "
         "outcome unknown for staff (killed between claim and answer)"
     )
+    receipts, receipts_lost, states_wrong = receipt_figures(ctx)
+    say(
+        f"receipts: {receipts} posted back (duplicates included), "
+        f"receipts lost={receipts_lost} receipt states wrong={states_wrong}"
+    )
     figures = check(ctx)
     elapsed = time.monotonic() - started
     for pid, got, expected in figures["mismatches"][:10]:
@@ -386,6 +428,9 @@ def report(ctx, total, deactivated, started):
         "expiry mismatches": len(figures["mismatches"]),
         "rows left running": figures["running"],
         "double sends": doubles,
+        "receipts lost": receipts_lost,
+        "receipt states wrong": states_wrong,
+        "no receipt posted": not receipts,
         "no reminder delivered": not delivered,
         "jobs deactivated": deactivated,
     }
@@ -419,8 +464,18 @@ def main():
             "UPDATE ir_cron SET active = false WHERE NOT (id = ANY(%s))",
             (list(setup["crons"].values()),),
         )
+        port = free_port()
+        # Receipts come back signed, a little later, twice and newest first.
+        gateway.send_receipts(
+            "webhook",
+            f"http://127.0.0.1:{port}/sicantik/whatsapp/{setup['webhook_token']}",
+            secret=RECEIPT_SECRET,
+            delay=0.3,
+            duplicate=True,
+            out_of_order=True,
+        )
         ctx = Context(
-            db, odoo.server(), sandbox, gateway, setup["config"], setup["crons"]
+            db, odoo.server(port), sandbox, gateway, setup["config"], setup["crons"]
         )
         listed = len({p.pendaftaran_id for p, _who in sandbox.dataset.rows})
         say(

@@ -10,5 +10,6 @@ from . import sicantik_permit_sync
 from . import sicantik_expiry_sync
 from . import res_partner
 from . import sicantik_notification
+from . import sicantik_whatsapp_event
 from . import sicantik_sync_log
 from . import sicantik_dashboard

@@ -1,3 +1,5 @@
+from markupsafe import Markup
+
 from odoo import _, api, fields, models
 
 from ..tools.phone import normalize_phone
@@ -156,3 +158,25 @@ class ResPartner(models.Model):
                 or _("The WhatsApp gateway refused this number."),
             }
         )
+
+    def _sicantik_opt_out(self, why):
+        """The holders asked to stop: opted out, a note on each contact, and
+        their queued reminders cancelled (one write each way)."""
+        partners = self.sudo().filtered(lambda p: not p.whatsapp_opt_out)
+        if not partners:
+            return
+        partners.with_context(sicantik_sync=True).write({"whatsapp_opt_out": True})
+        self.env["sicantik.notification"].sudo().search(
+            [("partner_id", "in", partners.ids), ("state", "=", "queued")]
+        ).write(
+            {
+                "state": "cancelled",
+                "failure_reason": _("The holder asked to stop WhatsApp reminders."),
+            }
+        )
+        note = Markup("<p>%s</p>") % _(
+            "No more WhatsApp reminders: the holder asked to stop (%(why)s).",
+            why=why,
+        )
+        for partner in partners:
+            partner._message_log(body=note)

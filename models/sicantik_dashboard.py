@@ -333,8 +333,9 @@ class SicantikDashboard(models.AbstractModel):
 
     @api.model
     def _reminders(self, today):
-        """WhatsApp reminders sent and failed this month, or False where the
-        reminder model is not installed."""
+        """WhatsApp reminders sent, delivered, read and failed this month, or
+        False where the reminder model is not installed. Delivered counts the
+        read ones too (a read message was delivered)."""
         if "sicantik.notification" not in self.env:
             return False
         Notification = self.env["sicantik.notification"]
@@ -348,12 +349,25 @@ class SicantikDashboard(models.AbstractModel):
         sent_date = "sent_at" if "sent_at" in Notification._fields else "create_date"
         # A failure is recorded by writing the row: its write date is when it
         # failed (the row may have been queued the month before).
+        sent_month = [(sent_date, ">=", since)]
         specs = [
             (
                 "sent",
                 _("Sent"),
                 _("Reminders sent this month"),
-                [("state", "=", "sent"), (sent_date, ">=", since)],
+                [("state", "in", ("sent", "delivered", "read")), *sent_month],
+            ),
+            (
+                "delivered",
+                _("Delivered"),
+                _("Reminders delivered this month"),
+                [("state", "in", ("delivered", "read")), *sent_month],
+            ),
+            (
+                "read",
+                _("Read"),
+                _("Reminders read this month"),
+                [("state", "=", "read"), *sent_month],
             ),
             (
                 "failed",

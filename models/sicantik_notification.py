@@ -33,7 +33,10 @@ class SicantikNotification(models.Model):
     reminder can be queued only once, and a renewal (new date) starts the
     ladder again. A row moves queued -> sending -> sent / failed; "sending"
     is committed before the gateway is called, so a crash leaves a row that
-    is reconciled, never sent a second time by itself.
+    is reconciled, never sent a second time by itself. The gateway's
+    receipts (``sicantik.whatsapp.event``) then move a sent row on to
+    delivered and read, or to failed, never back. A log-only provider
+    leaves it "logged": nothing was sent.
     """
 
     _name = "sicantik.notification"
@@ -76,7 +79,10 @@ class SicantikNotification(models.Model):
         [
             ("queued", "Queued"),
             ("sending", "Sending"),
+            ("logged", "Logged (not sent)"),
             ("sent", "Sent"),
+            ("delivered", "Delivered"),
+            ("read", "Read"),
             ("failed", "Failed"),
             ("cancelled", "Cancelled"),
         ],
@@ -89,7 +95,15 @@ class SicantikNotification(models.Model):
     next_try = fields.Datetime(index=True, readonly=True)
     claimed_at = fields.Datetime(readonly=True)
     sent_at = fields.Datetime(readonly=True, index=True)
-    provider_message_id = fields.Char(readonly=True)
+    provider_message_id = fields.Char(readonly=True, index="btree_not_null")
+    # Fonnte names later receipts of a message by a second id
+    provider_state_id = fields.Char(readonly=True, index="btree_not_null")
+    delivery_at = fields.Datetime(
+        string="Delivery State At",
+        readonly=True,
+        help="When the gateway reported the current state (delivered, read "
+        "or failed).",
+    )
     failure_type = fields.Selection(
         [
             ("retryable", "Temporary"),
@@ -321,7 +335,7 @@ class SicantikNotification(models.Model):
             log.write(
                 {
                     "fetched_count": sum(counts.values()),
-                    "created_count": counts["sent"],
+                    "created_count": counts["sent"] + counts["logged"],
                     "failed_count": counts["failed"],
                     "skipped_count": counts["cancelled"],
                     "unchanged_count": counts["queued"],
@@ -331,9 +345,11 @@ class SicantikNotification(models.Model):
             log._finish(
                 None,
                 _(
-                    "%(sent)s reminder(s) sent, %(failed)s failed, %(retry)s to "
-                    "retry later, %(cancelled)s cancelled.",
+                    "%(sent)s reminder(s) sent, %(logged)s logged (not sent), "
+                    "%(failed)s failed, %(retry)s to retry later, %(cancelled)s "
+                    "cancelled.",
                     sent=counts["sent"],
+                    logged=counts["logged"],
                     failed=counts["failed"],
                     retry=counts["queued"],
                     cancelled=counts["cancelled"],
@@ -452,24 +468,35 @@ class SicantikNotification(models.Model):
         except WhatsappError as err:
             self._record_error(err)
             return
+        logged = provider.provider_type == "log"
         self.write(
             {
-                "state": "sent",
+                "state": "logged" if logged else "sent",
                 "sent_at": fields.Datetime.now(),
                 "provider_message_id": message_id or False,
                 "failure_type": False,
                 "failure_reason": False,
             }
         )
-        self._post_on_permit(
-            _(
+        # One note per reminder, whatever the provider.
+        if logged:
+            text = _(
+                "WhatsApp reminder (%(stage)s) logged, not sent: %(provider)s "
+                "sends nothing to %(phone)s.",
+                stage=self._stage_label(),
+                phone=phone,
+                provider=provider.name,
+            )
+        else:
+            text = _(
                 "WhatsApp reminder (%(stage)s) sent to %(phone)s via %(provider)s.",
                 stage=self._stage_label(),
                 phone=phone,
                 provider=provider.name,
-            ),
-            body,
-        )
+            )
+        self._post_on_permit(text, body)
+        if message_id and not logged:
+            self.env["sicantik.whatsapp.event"]._reapply_for(self)
 
     def _record_error(self, err):
         kind = err.failure_type

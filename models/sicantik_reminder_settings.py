@@ -53,6 +53,13 @@ class SicantikReminderSettings(models.AbstractModel):
         default=reminders.DEFAULT_QUIET_END,
         help="...until this hour; queued reminders wait. Equal hours: none.",
     )
+    whatsapp_stop_words = fields.Char(
+        string="Stop Words",
+        default="STOP, BERHENTI, unsubscribe",
+        help="A WhatsApp reply that is exactly one of these words (any case, "
+        "comma separated) opts the holder out of reminders and cancels their "
+        "queued ones.",
+    )
     notification_count = fields.Integer(
         string="Reminders", compute="_compute_notification_count"
     )

@@ -1,14 +1,27 @@
 import json
 import logging
-
-from markupsafe import Markup, escape
+import secrets
+import time
 
 from odoo import _, api, fields, models
 from odoo.exceptions import ValidationError
 
 from ..tools import reminders, whatsapp_gateways
+from ..tools.adaptive_pace import PaceRule
+from ..tools.pg_rate_limiter import PgRateLimiter
+from ..tools.rate_limiter import shared_limiter
 from ..tools.whatsapp_exceptions import WhatsappError
 from .access import MANAGER_GROUP, check_outbound_url, ensure_manager, outbound_policy
+from .sicantik_rate_bucket import _connect
+
+WEBHOOK_ROUTE = "/sicantik/whatsapp"
+# receipts newer than this count as "arriving" on the provider form
+RECENT_RECEIPT_HOURS = 24
+
+
+def _new_webhook_token():
+    return secrets.token_urlsafe(32)
+
 
 _logger = logging.getLogger(__name__)
 
@@ -26,7 +39,7 @@ class SicantikWhatsappProvider(models.Model):
     _inherit = ["mail.thread"]
     _order = "sequence, id"
 
-    name = fields.Char(required=True, tracking=True)
+    name = fields.Char(required=True, tracking=True, translate=True)
     sequence = fields.Integer(default=10)
     active = fields.Boolean(default=True, tracking=True)
     company_id = fields.Many2one(
@@ -80,6 +93,41 @@ class SicantikWhatsappProvider(models.Model):
         groups=MANAGER_GROUP,
         help='JSON object of extra headers, e.g. {"Authorization": "Bearer …"}.',
     )
+    # --- receipts: the gateway calls us back (managers only, never logged)
+    webhook_token = fields.Char(
+        string="Webhook Path Token",
+        groups=MANAGER_GROUP,
+        copy=False,
+        default=lambda self: _new_webhook_token(),
+        help="The secret part of the webhook URL; regenerate it if the URL leaked.",
+    )
+    webhook_secret = fields.Char(
+        groups=MANAGER_GROUP,
+        copy=False,
+        help="Meta: the app secret (X-Hub-Signature-256). WAHA: the HMAC key of "
+        "the webhook (X-Webhook-Hmac), optional. Fonnte: an optional token "
+        "added to the URL as ?token=…. Generic webhook: the key of the "
+        "X-Sicantik-Signature header, required.",
+    )
+    meta_verify_token = fields.Char(
+        string="Verify Token",
+        groups=MANAGER_GROUP,
+        copy=False,
+        help="Any text you choose; type the same in Meta's webhook settings.",
+    )
+    webhook_url = fields.Char(
+        string="Webhook URL",
+        compute="_compute_webhook_url",
+        groups=MANAGER_GROUP,
+        help="Register this URL with the gateway to receive delivery receipts "
+        "and replies.",
+    )
+    last_receipt_at = fields.Datetime(
+        string="Last Receipt", compute="_compute_last_receipt_at"
+    )
+    receipts_recent = fields.Boolean(
+        string="Receipts Arriving", compute="_compute_last_receipt_at"
+    )
 
     _sql_constraints = [
         (
@@ -88,7 +136,43 @@ class SicantikWhatsappProvider(models.Model):
             "A provider must be allowed at least some messages per second.",
         ),
         ("timeout_positive", "CHECK(timeout > 0)", "The timeout must be positive."),
+        (
+            "webhook_token_unique",
+            "UNIQUE(webhook_token)",
+            "Two providers cannot share a webhook URL.",
+        ),
     ]
+
+    # ------------------------------------------------------------
+    # COMPUTE METHODS
+    # ------------------------------------------------------------
+
+    @api.depends("webhook_token", "provider_type")
+    def _compute_webhook_url(self):
+        base = self.env["ir.config_parameter"].sudo().get_param("web.base.url", "")
+        for provider in self:
+            if provider.provider_type == "log" or not provider.webhook_token:
+                provider.webhook_url = False
+                continue
+            provider.webhook_url = (
+                f"{base.rstrip('/')}{WEBHOOK_ROUTE}/{provider.webhook_token}"
+            )
+
+    def _compute_last_receipt_at(self):
+        last = dict(
+            self.env["sicantik.whatsapp.event"]
+            .sudo()
+            ._read_group(
+                [("provider_id", "in", self.ids)], ["provider_id"], ["create_date:max"]
+            )
+        )
+        recent = fields.Datetime.subtract(
+            fields.Datetime.now(), hours=RECENT_RECEIPT_HOURS
+        )
+        for provider in self:
+            at = last.get(provider)
+            provider.last_receipt_at = at or False
+            provider.receipts_recent = bool(at and at >= recent)
 
     @api.constrains("api_url")
     def _check_api_url(self):
@@ -119,6 +203,12 @@ class SicantikWhatsappProvider(models.Model):
     # ACTIONS
     # ------------------------------------------------------------
 
+    def action_regenerate_webhook_token(self):
+        """A new webhook URL: the old one stops working at once."""
+        ensure_manager(self.env, self)
+        for provider in self:
+            provider.webhook_token = _new_webhook_token()
+
     def action_open_test_message(self):
         self.ensure_one()
         ensure_manager(self.env, self)
@@ -145,11 +235,14 @@ class SicantikWhatsappProvider(models.Model):
         self.ensure_one()
         provider = self.sudo()
         gateway = getattr(provider, f"_whatsapp_gateway_{provider.provider_type}")()
+        limiter = None
         if provider.provider_type != "log":
             # Paced in the deployment's bucket; a log-only message leaves
             # nothing to pace (and may be written while the module installs,
             # before the bucket table is visible to the limiter's connection).
-            self._limiter().acquire()
+            limiter = self._limiter()
+            limiter.acquire()
+        started = time.monotonic()
         try:
             result = gateway.send(
                 phone,
@@ -158,14 +251,20 @@ class SicantikWhatsappProvider(models.Model):
                 # Lets the gateway (and staff) match a lost answer to its row.
                 reference=f"{record._name}:{record.id}" if record else None,
             )
+        except WhatsappError as err:
+            self._pace_feedback(limiter, err.status, started)
+            raise
         finally:
             gateway.close()
-        if provider.provider_type == "log" and record:
-            record.permit_id.sudo()._message_log(
-                body=Markup("<p>%s</p>")
-                % escape(_("Log-only WhatsApp provider: not sent to %s.", phone))
-            )
+        self._pace_feedback(limiter, 200, started)
         return result.message_id
+
+    @api.model
+    def _pace_feedback(self, limiter, status, started):
+        """A 429 or 503 slows the provider's shared bucket down (adaptive
+        pace), as the SICANTIK client does for its server."""
+        if limiter is not None and status:
+            limiter.feedback(status, time.monotonic() - started)
 
     def _whatsapp_safe_to_resend(self):
         """Whether a send cut short by a crash may simply be sent again:
@@ -178,9 +277,14 @@ class SicantikWhatsappProvider(models.Model):
         deployment: the sender jobs and a test message never go faster
         together than the gateway allows."""
         rate = float(self.rate_limit or 1.0)
-        return self.env["sicantik.rate.bucket"]._limiter(
-            f"whatsapp:{self.id}", rate, server_limit=False
-        )
+        dbname = self.env.cr.dbname
+        key = f"whatsapp:{self.id}"
+
+        def make():
+            # slots 1 / rate apart, scaled down by the adaptive pace
+            return PgRateLimiter(key, rate, lambda: _connect(dbname), rule=PaceRule())
+
+        return shared_limiter(("pg", dbname, key, rate, "paced"), make)
 
     def _timeouts(self):
         read = float(self.timeout or 30)

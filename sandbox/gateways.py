@@ -14,7 +14,10 @@ gateway the addon supports (the project's ``whatsapp-gateways.md``):
 
 It records every request (:meth:`GatewayServer.requests`) and every message a
 gateway took for delivery (:meth:`GatewayServer.messages`), so a test counts
-what would have reached a phone, duplicates included.
+what would have reached a phone, duplicates included. On request
+(:meth:`GatewayServer.send_receipts`) each gateway posts its delivery
+receipts back to the addon's webhook, signed, delayed, duplicated or out of
+order (``sandbox/receipts.py``), retrying until they are taken.
 
 Faults are answers queued per gateway (:meth:`GatewayServer.queue`); each one is
 used by the next *sending* request to that gateway; WAHA's number checks have
@@ -62,6 +65,7 @@ from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
 from .loopback import Drop, LoopbackHandler, LoopbackServer
+from .receipts import ReceiptSender
 
 GATEWAYS = ("meta", "fonnte", "waha", "webhook")
 # Answer queues: one per gateway's sending route, plus WAHA's number check.
@@ -348,6 +352,7 @@ class GatewayServer(LoopbackServer):
         self._messages = []
         self._ids = itertools.count(1)
         self._generation = 0
+        self.receipts = ReceiptSender(self._stopping)
 
     # -- addresses ---------------------------------------------------------
     @property
@@ -367,6 +372,20 @@ class GatewayServer(LoopbackServer):
         parsed = [Answer.parse(a, gateway) for a in answers]
         with self._lock:
             self._queues[gateway].extend(parsed)
+
+    def send_receipts(self, gateway, url, **options):
+        """Post delivery receipts of the messages ``gateway`` takes to ``url``
+        (the addon's webhook), signed with ``secret`` as that gateway signs:
+        see ``sandbox.receipts`` for ``states``, ``delay``, ``duplicate``,
+        ``out_of_order`` and ``fail_numbers``. ``url=None`` stops them."""
+        self._check_gateway(gateway)
+        if "fail_numbers" in options:
+            options["fail_numbers"] = frozenset(
+                str(n).lstrip("+") for n in options["fail_numbers"] or ()
+            )
+        if "states" in options:
+            options["states"] = tuple(options["states"])
+        self.receipts.configure(gateway, url, **options)
 
     def pending(self, gateway):
         self._check_gateway(gateway)
@@ -397,6 +416,7 @@ class GatewayServer(LoopbackServer):
             self._requests.clear()
             self._messages.clear()
             self._generation += 1
+        self.receipts.reset()
 
     # -- records -----------------------------------------------------------
     def requests(self, gateway=None):
@@ -467,7 +487,10 @@ class GatewayServer(LoopbackServer):
         with self._lock:
             self._requests.append(replace(request, status=status))
             self._messages.extend(messages)
-            return self._generation, len(self._requests) - 1
+            slot = self._generation, len(self._requests) - 1
+        for message in messages:
+            self.receipts.message_taken(message)
+        return slot
 
     def _set_status(self, slot, status):
         generation, index = slot

@@ -189,7 +189,7 @@ class TestReminderQueue(ReminderCase):
         self.check_expiring()
         self.send()
         first = self.notifications(permit)
-        self.assertEqual(first.state, "sent")
+        self.assertEqual(first.state, "logged")
         permit.expiry_date = self.today + timedelta(days=365 + 60)
         with freeze_time(fields.Datetime.now() + timedelta(days=365)):
             self.check_expiring()
@@ -216,7 +216,7 @@ class TestReminderSending(ReminderCase):
         self.check_expiring()
         self.send()
         reminder = self.notifications(permit)
-        self.assertEqual(reminder.state, "sent")
+        self.assertEqual(reminder.state, "logged")
         self.assertEqual(reminder.phone, "+6281234567890")
         self.assertTrue(reminder.provider_message_id)
         expected_date = permit.expiry_date.strftime("%d-%m-%Y")
@@ -241,7 +241,7 @@ class TestReminderSending(ReminderCase):
             type(self.provider), "_limiter", side_effect=AssertionError("paced")
         ):
             self.send()
-        self.assertEqual(self.notifications(permit).state, "sent")
+        self.assertEqual(self.notifications(permit).state, "logged")
 
     def test_expiry_day_uses_its_own_template(self):
         permit = self.make_permit(0)
@@ -260,7 +260,7 @@ class TestReminderSending(ReminderCase):
         self.send(at=late.replace(hour=6, minute=59) + timedelta(days=1))
         self.assertEqual(reminder.state, "queued")
         self.send(at=late.replace(hour=7) + timedelta(days=1))
-        self.assertEqual(reminder.state, "sent")
+        self.assertEqual(reminder.state, "logged")
 
     def test_changes_before_sending_cancel_the_reminder(self):
         renewed, opted, revoked = (self.make_permit(7) for _i in range(3))
@@ -287,7 +287,7 @@ class TestReminderSending(ReminderCase):
         )
         # Log only sends nothing outside Odoo: safe to send again.
         self.send()
-        self.assertEqual(reminder.state, "sent")
+        self.assertEqual(reminder.state, "logged")
         self.assertEqual(reminder.attempts, 2)
         # A real gateway may have delivered it: never resent by itself.
         other = self.make_permit(7)
@@ -326,7 +326,7 @@ class TestReminderSending(ReminderCase):
         reminder.with_user(self.user_manager).action_retry()
         self.assertEqual(reminder.state, "queued")
         self.send()
-        self.assertEqual(reminder.state, "sent")
+        self.assertEqual(reminder.state, "logged")
 
 
 @tagged("post_install", "-at_install", "sicantik")

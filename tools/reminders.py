@@ -17,17 +17,37 @@ DEFAULT_QUIET_END = 7.0
 PLACEHOLDERS = ("holder", "permit_type", "permit_number", "expiry_date", "days")
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
+# The permit type is named as SICANTIK serves it ("IZIN GANGGUAN USAHA",
+# "Reklame", "SIUP"), set apart after "izin Anda": it reads naturally
+# whether or not the name itself starts with "izin".
 DEFAULT_TEMPLATE = (
+    "Yth. {holder},\n"
+    "izin Anda ({permit_type}) dengan nomor {permit_number} akan berakhir "
+    "pada {expiry_date} ({days} hari lagi). Mohon segera ajukan perpanjangan "
+    "di DPMPTSP. Terima kasih."
+)
+DEFAULT_TEMPLATE_TODAY = (
+    "Yth. {holder},\n"
+    "izin Anda ({permit_type}) dengan nomor {permit_number} berakhir hari "
+    "ini, {expiry_date}. Mohon segera ajukan perpanjangan di DPMPTSP. "
+    "Terima kasih."
+)
+# The defaults of 18.0.1.1.0, replaced by an upgrade where left unedited.
+_OLD_TEMPLATE = (
     "Yth. {holder},\n"
     "izin {permit_type} Anda dengan nomor {permit_number} akan berakhir pada "
     "{expiry_date} ({days} hari lagi). Mohon segera ajukan perpanjangan di "
     "DPMPTSP. Terima kasih."
 )
-DEFAULT_TEMPLATE_TODAY = (
+_OLD_TEMPLATE_TODAY = (
     "Yth. {holder},\n"
     "izin {permit_type} Anda dengan nomor {permit_number} berakhir hari ini, "
     "{expiry_date}. Mohon segera ajukan perpanjangan di DPMPTSP. Terima kasih."
 )
+OLD_DEFAULT_TEMPLATES = {
+    _OLD_TEMPLATE: DEFAULT_TEMPLATE,
+    _OLD_TEMPLATE_TODAY: DEFAULT_TEMPLATE_TODAY,
+}
 
 
 class ReminderConfigError(ValueError):

@@ -15,6 +15,7 @@
         "security/ir.model.access.csv",
         "security/sicantik_connector_security.xml",
         "data/ir_config_parameter_data.xml",
+        "data/res_lang_data.xml",
         "data/sicantik_whatsapp_provider_data.xml",
         "data/sicantik_config_data.xml",
         "data/ir_cron_data.xml",
@@ -36,6 +37,7 @@
     "assets": {
         "web.assets_backend": [
             "sicantik_connector/static/src/dashboard/**/*",
+            "sicantik_connector/static/src/sync_log/**/*",
         ],
         "web.assets_tests": [
             "sicantik_connector/static/tests/tours/**/*",

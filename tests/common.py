@@ -139,6 +139,8 @@ class SicantikSandboxCase(SicantikCommon):
                 "max_workers": 4,
             }
         )
+        # The schedule only uses an address that passed Test Connection.
+        cls.config.action_test_connection()
 
     def setUp(self):
         super().setUp()

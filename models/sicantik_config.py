@@ -85,7 +85,7 @@ class SicantikConfig(models.Model):
         "permit sync: the only one the scheduled jobs use.",
     )
     tested_ok_at = fields.Datetime(string="Tested On", readonly=True, copy=False)
-    test_failed_url = fields.Char(readonly=True, copy=False)
+    test_failed_url = fields.Char(string="Failed API URL", readonly=True, copy=False)
     test_failed_at = fields.Datetime(string="Test Failed On", readonly=True, copy=False)
     test_failed_reason = fields.Text(
         string="Why the Test Failed", readonly=True, copy=False
@@ -538,7 +538,7 @@ class SicantikConfig(models.Model):
                 _("Test Expiry Sync failed"),
             )
         return log._notification_action(
-            log.summary or log.message or "",
+            log.message or log.summary or "",
             "success" if log.state == "done" else "warning",
             _("Test Expiry Sync"),
         )
@@ -669,7 +669,9 @@ class SicantikConfig(models.Model):
             # anyway, the record is a convenience.
             cr.execute("SET LOCAL lock_timeout = '2s'")
             env = api.Environment(cr, self.env.uid, {"tracking_disable": True})
-            config = env["sicantik.config"].sudo().browse(self.id)
+            config = env["sicantik.config"].sudo().browse(self.id).exists()
+            if not config:
+                return  # created in the very transaction that rolls back
             values = {
                 "test_failed_url": url,
                 "test_failed_at": fields.Datetime.now(),

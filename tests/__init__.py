@@ -18,3 +18,4 @@ from . import test_hostile_records
 from . import test_hostile_property
 from . import test_sicantik_whatsapp_providers
 from . import test_rate_bucket
+from . import test_sync_truth

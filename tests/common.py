@@ -137,6 +137,9 @@ class SicantikSandboxCase(SicantikCommon):
                 "page_size": 50,
                 "rate_limit": 200,
                 "max_workers": 4,
+                # Job texts in the language the assertions are written in
+                # (the default is Indonesian: see test_job_language).
+                "lang": "en_US",
             }
         )
         # The schedule only uses an address that passed Test Connection.

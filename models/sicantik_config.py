@@ -1,4 +1,7 @@
+import logging
 from urllib.parse import urlsplit
+
+import psycopg2
 
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError, ValidationError
@@ -23,6 +26,8 @@ DEFAULT_TZ = "Asia/Jakarta"
 DEFAULT_LANG = "id_ID"
 
 PERMIT_CRON = "sicantik_connector.ir_cron_sync_permits"
+
+_logger = logging.getLogger(__name__)
 
 
 class SicantikConfig(models.Model):
@@ -664,25 +669,31 @@ class SicantikConfig(models.Model):
         """Record a failed test in its own transaction (the action raises
         and rolls back its own); a failed address is never the tested one."""
         self.ensure_one()
-        with self.env.registry.cursor() as cr:
-            # Never wait on a row lock: the failure is shown to the user
-            # anyway, the record is a convenience.
-            cr.execute("SET LOCAL lock_timeout = '2s'")
-            env = api.Environment(cr, self.env.uid, {"tracking_disable": True})
-            config = env["sicantik.config"].sudo().browse(self.id).exists()
-            if not config:
-                return  # created in the very transaction that rolls back
-            values = {
-                "test_failed_url": url,
-                "test_failed_at": fields.Datetime.now(),
-                "test_failed_reason": reason,
-            }
-            if config.tested_url == url:
-                values.update(tested_url=False, tested_ok_at=False)
-            config.write(values)
-        self.invalidate_recordset(
-            ["tested_url", "tested_ok_at", "test_failed_url", "test_failed_at"]
-        )
+        try:
+            with self.env.registry.cursor() as cr:
+                # Never wait long on a row lock: the failure is shown to the
+                # user anyway, recording it is a convenience.
+                cr.execute("SET LOCAL lock_timeout = '2s'")
+                env = api.Environment(cr, self.env.uid, {"tracking_disable": True})
+                config = env["sicantik.config"].sudo().browse(self.id).exists()
+                if not config:
+                    return  # created in the very transaction that rolls back
+                values = {
+                    "test_failed_url": url,
+                    "test_failed_at": fields.Datetime.now(),
+                    "test_failed_reason": reason,
+                }
+                if config.tested_url == url:
+                    values.update(tested_url=False, tested_ok_at=False)
+                config.write(values)
+        except psycopg2.errors.LockNotAvailable:
+            _logger.warning(
+                "SICANTIK %s (id %s): failed connection test not recorded "
+                "(connector locked)",
+                self.name,
+                self.id,
+            )
+        self.invalidate_recordset()
 
     def _notification(self, message, kind="info", title=None, sticky=False):
         params = {"type": kind, "message": message, "sticky": sticky}

@@ -629,11 +629,11 @@ class SicantikConfig(models.Model):
                 example=DEFAULT_API_URL,
             )
         if shape.problem == url_shape.QUERY:
+            # The query itself is never repeated: it may hold a secret.
             return _(
                 "The API URL of %(name)s must not contain a query string (?...) "
-                "or a fragment (#...). Remove %(part)s: enter %(base)s.",
+                "or a fragment (#...). Remove them: enter %(base)s.",
                 name=name,
-                part=shape.part,
                 base=shape.base,
             )
         if shape.problem == url_shape.CREDENTIALS:

@@ -369,7 +369,8 @@ class SicantikSyncLog(models.Model):
         self.sudo().write(
             {
                 "failure_type": failure_type,
-                "failure_reason": self._failure_reason(failure_type),
+                # In the connector's language, whoever records it.
+                "failure_reason": self._in_job_lang()._failure_reason(failure_type),
                 "error_detail": detail or False,
             }
         )
@@ -408,7 +409,7 @@ class SicantikSyncLog(models.Model):
                     f"{log.message}\n{message}" if log.message else message
                 )
             log.write(values)
-            log.summary = log._summary_text()
+            log.summary = log._in_job_lang()._summary_text()
             if log.operation == "permits" and final == "done":
                 # A complete pass proves the address as well as a test does.
                 log.config_id._mark_address_tested(now)
@@ -422,7 +423,8 @@ class SicantikSyncLog(models.Model):
             {
                 **self._set_aside_values(counts.get("set_aside")),
                 "fetched_count": self.fetched_count + len(page.permits),
-                "rows_read": self.rows_read + page.raw_count,
+                "rows_read": self.rows_read
+                + getattr(page, "raw_count", len(page.permits)),
                 "created_count": self.created_count + counts["created"],
                 "updated_count": self.updated_count + counts["updated"],
                 "unchanged_count": self.unchanged_count + counts["unchanged"],
@@ -433,7 +435,7 @@ class SicantikSyncLog(models.Model):
                 "heartbeat": now,
             }
         )
-        self.summary = self._summary_text()
+        self.summary = self._in_job_lang()._summary_text()
         self._bus_progress()
 
     def _add_expiry_chunk(self, counts, checked, now):
@@ -453,12 +455,18 @@ class SicantikSyncLog(models.Model):
                 "heartbeat": now,
             }
         )
-        self.summary = self._summary_text()
+        self.summary = self._in_job_lang()._summary_text()
         self._bus_progress()
 
     # ------------------------------------------------------------
     # SUMMARY (in the language of the environment: the connector's)
     # ------------------------------------------------------------
+
+    def _in_job_lang(self):
+        """This row in its connector's language (the language of job texts)."""
+        self.ensure_one()
+        config = self.config_id
+        return self.with_context(lang=config._job_lang()) if config else self
 
     def _number(self, value, digits=0):
         """``value`` in the environment's language (1.979 / 1,0 in Indonesian)."""
@@ -751,10 +759,12 @@ class SicantikSyncLog(models.Model):
         log = self._start(config, operation)
         log._set_failure(
             "untested",
+            # No address here: an old one may hold a secret in its query.
             _(
-                "API URL %(url)s: not tested (last good test: %(tested)s).",
-                url=config.api_url,
-                tested=config.tested_url or "-",
+                "Last passed test of an API URL: %(when)s.",
+                when=self._when_text(config.tested_ok_at)
+                if config.tested_ok_at
+                else _("never"),
             ),
         )
         return log._finish("failed")

@@ -97,12 +97,12 @@ def check_base_url(url):
         base_path = "/".join(parts.path.split("/")[:index])
     base = urlunsplit((parts.scheme, parts.netloc, base_path.rstrip("/"), "", ""))
     if parts.query or parts.fragment:
-        part = ""
-        if parts.query:
-            part += f"?{parts.query}"
-        if parts.fragment:
-            part += f"#{parts.fragment}"
-        return UrlShape(QUERY, part=part, base=base)
+        # The part is not repeated: a query may hold a secret (an API key).
+        return UrlShape(QUERY, part="?" if parts.query else "#", base=base)
     if index is not None:
-        return UrlShape(METHOD, part=parts.path[len(base_path) :], base=base)
+        # The method's name; what follows it (path arguments, which may
+        # hold a secret too) is only hinted at.
+        rest = parts.path.split("/")[index:]
+        part = "/" + rest[0] + ("/…" if any(rest[1:]) else "")
+        return UrlShape(METHOD, part=part, base=base)
     return UrlShape()

@@ -29,12 +29,10 @@ def test_base_urls_pass(url):
         (f"{BASE}/jumlahPerizinan", "/jumlahPerizinan"),
         (f"{BASE}/JUMLAHPERIZINAN", "/JUMLAHPERIZINAN"),
         (f"{BASE}/listpermohonanterbit", "/listpermohonanterbit"),
-        (
-            f"{BASE}/listpermohonanterbit/limit/10/offset/0",
-            "/listpermohonanterbit/limit/10/offset/0",
-        ),
+        # Path arguments may hold a secret: only hinted at.
+        (f"{BASE}/listpermohonanterbit/limit/10/offset/0", "/listpermohonanterbit/…"),
         (f"{BASE}/jenisperizinanlist.json", "/jenisperizinanlist.json"),
-        (f"{BASE}/cekperizinan/", "/cekperizinan/"),
+        (f"{BASE}/cekperizinan/", "/cekperizinan"),
     ],
 )
 def test_method_urls_say_which_part_to_remove(url, part):
@@ -44,10 +42,10 @@ def test_method_urls_say_which_part_to_remove(url, part):
     assert shape.base == BASE
 
 
-def test_a_method_url_with_a_query_offers_the_base():
-    shape = check_base_url(f"{BASE}/listpermohonanterbit?limit=1&offset=0")
+def test_a_method_url_with_a_query_offers_the_base_without_the_query():
+    shape = check_base_url(f"{BASE}/listpermohonanterbit?apikey=S3cret&limit=1")
     assert shape.problem == url_shape.QUERY
-    assert shape.part == "?limit=1&offset=0"
+    assert "S3cret" not in shape.part + shape.base
     assert shape.base == BASE
 
 

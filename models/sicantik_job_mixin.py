@@ -171,10 +171,11 @@ class SicantikJobMixin(models.AbstractModel):
     def _job_address_ok(self, config):
         """True when this job may call ``config``'s server now.
 
-        The schedule uses only an address that passed Test Connection (or a
-        complete pass); a run a manager asked for (Sync Now, the wizard)
-        may use a new one, to its end. Otherwise the skip is logged, once
-        a day, instead of a failure every run.
+        The schedule starts work only on an address that passed Test
+        Connection (or a complete pass); a run a manager asked for (Sync
+        Now, the wizard) may use a new one, and a run under way (its log
+        still running, after a restart too) goes on to its end. Otherwise
+        the skip is logged, once a day, instead of a failure every run.
         """
         if config.address_state == "tested":
             return True
@@ -182,7 +183,7 @@ class SicantikJobMixin(models.AbstractModel):
         if field and config[field]:
             return True
         log = config[self._job_log_field] if self._job_log_field else None
-        if log and log.state == "running" and log.trigger != "schedule":
+        if log and log.state == "running":
             return True
         _logger.info(
             "SICANTIK %s (id %s): %s sync skipped, the API URL has not passed "

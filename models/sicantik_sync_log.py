@@ -410,8 +410,13 @@ class SicantikSyncLog(models.Model):
                 )
             log.write(values)
             log.summary = log._in_job_lang()._summary_text()
-            if log.operation == "permits" and final == "done":
-                # A complete pass proves the address as well as a test does.
+            if (
+                log.operation == "permits"
+                and final in ("done", "partial")
+                and not log.failure_type
+            ):
+                # A pass that reached the end of the list proves the address
+                # as well as a test does (partial: rows the database refused).
                 log.config_id._mark_address_tested(now)
         self._bus_progress()
         return self

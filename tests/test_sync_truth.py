@@ -165,6 +165,20 @@ class TestConnectionTruth(SicantikSandboxCase):
         self.assertEqual(self.config.address_state, "tested")
         self.assertEqual(self.config.tested_url, self.config.api_url)
 
+    def test_a_run_under_way_goes_on_to_its_end(self):
+        """Sync Now on a new address: the schedule's later callbacks (no
+        request pending any more) finish the pass it started."""
+        self.config.api_url = self.base() + "/"
+        self.config.action_sync_now()
+        with self.param("sicantik_connector.sync_pages_per_batch", 1):
+            self.env.ref(PERMIT_CRON).method_direct_trigger()
+        self.assertFalse(self.config.sync_requested)
+        self.assertEqual(self.config.sync_log_id.state, "running")
+        self.assertEqual(self.config.address_state, "untested")
+        self.run_cron(PERMIT_CRON)
+        self.assertEqual(self.logs("permits")[:1].state, "done")
+        self.assertEqual(self.config.address_state, "tested")
+
     def test_migration_trusts_an_address_that_synced_before(self):
         self.sync_permits()
         never = self.config.copy({"name": "Never synced"})

@@ -16,6 +16,7 @@
         "security/sicantik_connector_security.xml",
         "security/sicantik_whatsapp_event_security.xml",
         "data/ir_config_parameter_data.xml",
+        "data/res_lang_data.xml",
         "data/sicantik_whatsapp_provider_data.xml",
         "data/sicantik_config_data.xml",
         "data/ir_cron_data.xml",
@@ -39,6 +40,7 @@
     "assets": {
         "web.assets_backend": [
             "sicantik_connector/static/src/dashboard/**/*",
+            "sicantik_connector/static/src/sync_log/**/*",
         ],
         "web.assets_tests": [
             "sicantik_connector/static/tests/tours/**/*",

@@ -774,6 +774,37 @@ def _db_has_addon(py, db):
     return quiet_ok([py, "-c", code, db, ADDON])
 
 
+# Run in `odoo-bin shell` after the install: the demo connector at the port
+# the sandbox listens on (SANDBOX_PORT), then a real Test Connection, so the
+# schedule (which only uses a tested address) syncs the demo by itself.
+DEMO_CONNECTOR_SCRIPT = """
+config = env.ref("sicantik_connector.sicantik_config_demo_sandbox", False)
+if config:
+    url = "http://127.0.0.1:%d/backoffice/api"
+    if config.api_url != url:
+        config.api_url = url
+    try:
+        config.action_test_connection()
+        print("run: demo connector tested at " + url)
+    except Exception as err:
+        print("run: Test Connection of the demo connector failed: %%s" %% err)
+    env.cr.commit()
+"""
+
+
+def point_demo_at_sandbox(odoo, options, port):
+    """Write the sandbox's port into the demo connector (and test it)."""
+    script = DEMO_CONNECTOR_SCRIPT % port
+    res = run(
+        odoo + ["shell", *options, "--log-level", "warn"],
+        cwd=CACHE,
+        input=script,
+        text=True,
+    )
+    if res.returncode != 0:
+        say("run: could not point the demo connector at the sandbox (see above)")
+
+
 def cmd_run(args):
     py = ensure_venv()
     odoo, why = ensure_odoo(py)
@@ -804,6 +835,7 @@ def cmd_run(args):
         say(f"run: preparing database {db} ({' '.join(step)})")
         if run(base + step + ["--stop-after-init"], cwd=CACHE).returncode != 0:
             die(f"installing {ADDON} into {db} failed (see the log above)")
+        point_demo_at_sandbox(odoo, base[len(odoo) :], SANDBOX_PORT)
         say(
             f"run: Odoo on http://127.0.0.1:{ODOO_PORT} (login admin / admin), "
             f"sandbox on http://127.0.0.1:{SANDBOX_PORT}/backoffice/api; "

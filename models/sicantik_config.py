@@ -1,11 +1,14 @@
+import logging
 from urllib.parse import urlsplit
+
+import psycopg2
 
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError, ValidationError
 
-from odoo.addons.base.models.res_partner import _tz_get
+from odoo.addons.base.models.res_partner import _lang_get, _tz_get
 
-from ..tools import const, expiry
+from ..tools import const, expiry, url_shape
 from ..tools.api_errors import AddressNotAllowed
 from ..tools.sicantik_api import SicantikApi
 from ..tools.sicantik_exceptions import SicantikError
@@ -20,8 +23,11 @@ from .sicantik_permit_type import PERMIT_FILTERS
 # The regency whose server the addon was first written for.
 DEFAULT_API_URL = "https://perizinan.karokab.go.id/backoffice/api"
 DEFAULT_TZ = "Asia/Jakarta"
+DEFAULT_LANG = "id_ID"
 
 PERMIT_CRON = "sicantik_connector.ir_cron_sync_permits"
+
+_logger = logging.getLogger(__name__)
 
 
 class SicantikConfig(models.Model):
@@ -74,6 +80,40 @@ class SicantikConfig(models.Model):
         help="How long to wait for one answer from the server.",
     )
     insecure_url = fields.Boolean(compute="_compute_insecure_url")
+    # The schedule only calls an address that passed Test Connection (or
+    # synced completely): a typed URL that failed never runs every 15 min.
+    tested_url = fields.Char(
+        string="Tested API URL",
+        readonly=True,
+        copy=False,
+        help="The last API URL that passed Test Connection or a complete "
+        "permit sync: the only one the scheduled jobs use.",
+    )
+    tested_ok_at = fields.Datetime(string="Tested On", readonly=True, copy=False)
+    test_failed_url = fields.Char(string="Failed API URL", readonly=True, copy=False)
+    test_failed_at = fields.Datetime(string="Test Failed On", readonly=True, copy=False)
+    test_failed_reason = fields.Text(
+        string="Why the Test Failed", readonly=True, copy=False
+    )
+    address_state = fields.Selection(
+        [
+            ("tested", "Tested"),
+            ("untested", "Not tested"),
+            ("failed", "Test failed"),
+        ],
+        string="API URL Check",
+        compute="_compute_address_state",
+        help="Only a tested API URL is used by the scheduled jobs.",
+    )
+    lang = fields.Selection(
+        _lang_get,
+        string="Language of Job Texts",
+        default=lambda self: self._default_lang(),
+        required=True,
+        help="The language of what the jobs write (run summaries, chatter "
+        "notes, reasons), whoever runs them: the schedule (OdooBot) or a "
+        "button.",
+    )
 
     # --- pacing
     sync_interval = fields.Integer(
@@ -162,6 +202,18 @@ class SicantikConfig(models.Model):
     last_sync_date = fields.Datetime(
         string="Last Sync", related="last_sync_log_id.end_date"
     )
+    last_sync_summary = fields.Char(
+        string="Last Sync Summary", related="last_sync_log_id.summary"
+    )
+    sync_log_summary = fields.Char(
+        string="Running Permit Sync Summary", related="sync_log_id.summary"
+    )
+    expiry_log_summary = fields.Char(
+        string="Running Expiry Sync Summary", related="expiry_log_id.summary"
+    )
+    last_expiry_sync_summary = fields.Char(
+        string="Last Expiry Sync Summary", related="last_expiry_log_id.summary"
+    )
     last_sync_duration = fields.Float(
         string="Last Sync Duration (s)", related="last_sync_log_id.duration"
     )
@@ -241,6 +293,25 @@ class SicantikConfig(models.Model):
     # COMPUTE METHODS
     # ------------------------------------------------------------
 
+    @api.model
+    def _default_lang(self):
+        """Indonesian when it is installed, else the user's language."""
+        langs = dict(_lang_get(self))
+        if DEFAULT_LANG in langs:
+            return DEFAULT_LANG
+        return self.env.lang if self.env.lang in langs else "en_US"
+
+    @api.depends("api_url", "tested_url", "test_failed_url")
+    def _compute_address_state(self):
+        for config in self:
+            url = (config.api_url or "").strip()
+            if url and url == config.tested_url:
+                config.address_state = "tested"
+            elif url and url == config.test_failed_url:
+                config.address_state = "failed"
+            else:
+                config.address_state = "untested"
+
     @api.depends("api_url")
     def _compute_insecure_url(self):
         for config in self:
@@ -307,39 +378,9 @@ class SicantikConfig(models.Model):
     @api.constrains("api_url")
     def _check_api_url(self):
         for config in self:
-            parts = urlsplit((config.api_url or "").strip())
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValidationError(
-                    _(
-                        "The API URL of %(name)s must start with https:// (or "
-                        "http://) and name a server, e.g. %(example)s.",
-                        name=config.name,
-                        example=DEFAULT_API_URL,
-                    )
-                )
-            if parts.username or parts.password:
-                raise ValidationError(
-                    _(
-                        "The API URL of %(name)s must not contain a user name or "
-                        "password.",
-                        name=config.name,
-                    )
-                )
-            try:
-                parts.port  # noqa: B018 (raises ValueError on a bad port)
-            except ValueError:
-                raise ValidationError(
-                    _("The API URL of %(name)s has an invalid port.", name=config.name)
-                ) from None
-            if parts.query or parts.fragment:
-                # The client refuses them too; the URL is also written to logs.
-                raise ValidationError(
-                    _(
-                        "The API URL of %(name)s must not contain a query string "
-                        "(?...) or a fragment (#...).",
-                        name=config.name,
-                    )
-                )
+            problem = config._url_problem()
+            if problem:
+                raise ValidationError(problem)
             check_outbound_url(self.env, config.api_url)
 
     # ------------------------------------------------------------
@@ -348,11 +389,17 @@ class SicantikConfig(models.Model):
 
     @api.model_create_multi
     def create(self, vals_list):
+        for vals in vals_list:
+            if isinstance(vals.get("api_url"), str):
+                vals["api_url"] = vals["api_url"].strip()
         configs = super().create(vals_list)
         self.env["sicantik.job.mixin"]._job_align_schedule()
         return configs
 
     def write(self, vals):
+        if isinstance(vals.get("api_url"), str):
+            # Blanks around a pasted address are never meant.
+            vals = dict(vals, api_url=vals["api_url"].strip())
         result = super().write(vals)
         if {"tz", "sync_interval", "active"} & set(vals):
             self.env["sicantik.job.mixin"]._job_align_schedule()
@@ -368,46 +415,92 @@ class SicantikConfig(models.Model):
     # ------------------------------------------------------------
 
     def action_test_connection(self):
-        """Ask ``jumlahPerizinan`` and report the number of permit types."""
+        """Check the URL's shape, then ask ``jumlahPerizinan`` and one row of
+        ``listpermohonanterbit``: approve only an address the sync can read.
+
+        A passed test makes the address the one the schedule uses; a failed
+        one is recorded (in its own transaction, the error rolls back this
+        one) and the schedule keeps away from it.
+        """
         self.ensure_one()
         ensure_manager(self.env, self)
-        config = self.sudo()
-        Log = self.env["sicantik.sync.log"]
+        config = self.sudo().with_context(tracking_disable=True)
+        Log = self.env["sicantik.sync.log"].with_context(lang=config._job_lang())
+        url = (config.api_url or "").strip()
+        problem = config._url_problem()
+        if problem:
+            config._note_test_failed(url, problem)
+            raise UserError(problem)
         started = fields.Datetime.now()
         stats = {}
+        step = const.EP_COUNT_PERMIT_TYPES
         try:
             with config._make_api(max_retries=1) as api:
                 try:
                     count = api.count_permit_types()
+                    step = const.EP_ISSUED_PERMITS
+                    page = api.list_issued_permits(limit=1, offset=0)
                 finally:
                     stats = api.stats.as_dict()
         except SicantikError as err:
             Log._log_failure_separately(config, "test_connection", "button", err, stats)
-            raise UserError(config._connection_error_message(err)) from err
+            message = config._connection_error_message(err)
+            if step == const.EP_ISSUED_PERMITS:
+                message = _(
+                    "The server answers the connection test, but its permit "
+                    "list cannot be read, so the sync could not work. %(error)s",
+                    error=message,
+                )
+            config._note_test_failed(url, message)
+            raise UserError(message) from err
         log = Log._start(config, "test_connection", "button", start_date=started)
         log._add_client_stats(stats)
         log.write({"fetched_count": count, "progress_done": 1})
-        message = _(
-            "Connected to %(url)s: SICANTIK knows %(count)s permit types.",
-            url=config.api_url,
-            count=count,
+        log._finish("done", log._test_ok_message(url, count, page.raw_count))
+        config.write(
+            {
+                "tested_url": url,
+                "tested_ok_at": fields.Datetime.now(),
+                "test_failed_url": False,
+                "test_failed_at": False,
+                "test_failed_reason": False,
+            }
         )
-        log._finish("done", message)
-        return self._notification(message, "success", _("Connection successful"))
+        log = log.with_env(self.env)
+        return log._notification_action(
+            log._test_ok_message(url, count, page.raw_count),
+            "success",
+            _("Connection successful"),
+        )
 
     def action_sync_now(self):
         """Queue a permit sync (types, then every page) in the background."""
         self.ensure_one()
         ensure_manager(self.env, self)
-        self.env["sicantik.sync.log"]._ensure_not_running(self, "permits")
+        Log = self.env["sicantik.sync.log"]
+        notice = Log._running_notification(self, "permits")
+        if notice:
+            return notice
+        if self.address_state == "failed":
+            return Log._notification_action(
+                _(
+                    "The last Test Connection of %(url)s failed: %(reason)s\n"
+                    "Correct the API URL and press Test Connection first. "
+                    "Earlier runs: %%s.",
+                    url=self.api_url,
+                    reason=self.sudo().test_failed_reason or "-",
+                ),
+                "warning",
+                _("Address not working"),
+            )
         config = self.sudo().with_context(tracking_disable=True)
         config.write({"sync_requested": True, "sync_requested_by": self.env.uid})
         self.env.ref(PERMIT_CRON).sudo()._trigger()
-        return self._notification(
+        return Log._notification_action(
             _(
                 "The permit sync runs in the background: permit types first, "
-                "then every page of issued permits. Follow it in SICANTIK > "
-                "Sync Logs."
+                "then every page of issued permits. This form shows its "
+                "progress; every run is in %s."
             ),
             "info",
             _("Permit sync started"),
@@ -417,31 +510,40 @@ class SicantikConfig(models.Model):
         """The two-step expiry sync on 10 permits, inline (about 10 requests)."""
         self.ensure_one()
         ensure_manager(self.env, self)
-        self.env["sicantik.sync.log"]._ensure_not_running(self, "expiry")
-        ExpirySync = self.env["sicantik.expiry.sync"]
-        config = self.sudo()
+        Log = self.env["sicantik.sync.log"]
+        notice = Log._running_notification(self, "expiry")
+        if notice:
+            return notice
+        lang = self._job_lang()
+        ExpirySync = self.env["sicantik.expiry.sync"].with_context(lang=lang)
+        config = self.sudo().with_context(lang=lang)
         if not ExpirySync._job_try_lock(config):
             # The scheduled run holds it but had not committed its log yet.
-            raise UserError(
+            return Log._notification_action(
                 _(
                     "The expiry sync of %(name)s is running in the background. "
-                    "Wait for it to end: its progress is in SICANTIK > Sync Logs.",
+                    "Nothing new was started: its progress is in %%s.",
                     name=self.display_name,
-                )
+                ),
+                "warning",
+                _("Already running"),
             )
         try:
             log, stopped = ExpirySync._run_test(config, 10)
         finally:
             ExpirySync._job_release_lock(config)
+        log = log.with_env(self.env)
         if stopped:
-            return self._notification(
-                _("Test Expiry Sync stopped: %(reason)s", reason=log.failure_reason),
+            return log._notification_action(
+                _(
+                    "Test Expiry Sync stopped: %(reason)s (%%s)",
+                    reason=log.failure_reason,
+                ),
                 "danger",
                 _("Test Expiry Sync failed"),
-                sticky=True,
             )
-        return self._notification(
-            log.message,
+        return log._notification_action(
+            log.message or log.summary or "",
             "success" if log.state == "done" else "warning",
             _("Test Expiry Sync"),
         )
@@ -490,6 +592,108 @@ class SicantikConfig(models.Model):
         """Today's date in the office's time zone."""
         self.ensure_one()
         return fields.Date.context_today(self.with_context(tz=self.tz or DEFAULT_TZ))
+
+    def _job_lang(self):
+        """The language the jobs of this connector write in."""
+        self.ensure_one()
+        return self.lang or DEFAULT_LANG
+
+    def _with_job_lang(self):
+        """This connector in the language its jobs write in: every ``_()``
+        below it translates to the connector's language, whoever runs it."""
+        self.ensure_one()
+        return self.with_context(lang=self._job_lang())
+
+    def _url_problem(self):
+        """What is wrong with the API URL's shape, in staff words (False:
+        nothing): a base address, not a method URL, without blanks."""
+        self.ensure_one()
+        shape = url_shape.check_base_url(self.api_url)
+        if shape.ok:
+            return False
+        name = self.name or ""
+        if shape.problem == url_shape.METHOD:
+            return _(
+                "The API URL of %(name)s ends in a method of the API. Remove "
+                "%(part)s: enter the base address %(base)s (the connector adds "
+                "the method names itself).",
+                name=name,
+                part=shape.part,
+                base=shape.base,
+            )
+        if shape.problem == url_shape.SPACE:
+            return _(
+                "The API URL of %(name)s contains a blank. Remove the spaces "
+                "from the address, e.g. %(example)s.",
+                name=name,
+                example=DEFAULT_API_URL,
+            )
+        if shape.problem == url_shape.QUERY:
+            # The query itself is never repeated: it may hold a secret.
+            return _(
+                "The API URL of %(name)s must not contain a query string (?...) "
+                "or a fragment (#...). Remove them: enter %(base)s.",
+                name=name,
+                base=shape.base,
+            )
+        if shape.problem == url_shape.CREDENTIALS:
+            return _(
+                "The API URL of %(name)s must not contain a user name or " "password.",
+                name=name,
+            )
+        if shape.problem == url_shape.PORT:
+            return _("The API URL of %(name)s has an invalid port.", name=name)
+        return _(
+            "The API URL of %(name)s must start with https:// (or "
+            "http://) and name a server, e.g. %(example)s.",
+            name=name,
+            example=DEFAULT_API_URL,
+        )
+
+    def _mark_address_tested(self, when=None):
+        """The current API URL works (a test passed or a pass completed)."""
+        for config in self.sudo().with_context(tracking_disable=True):
+            url = (config.api_url or "").strip()
+            if url and config.tested_url != url:
+                config.write(
+                    {
+                        "tested_url": url,
+                        "tested_ok_at": when or fields.Datetime.now(),
+                        "test_failed_url": False,
+                        "test_failed_at": False,
+                        "test_failed_reason": False,
+                    }
+                )
+
+    def _note_test_failed(self, url, reason):
+        """Record a failed test in its own transaction (the action raises
+        and rolls back its own); a failed address is never the tested one."""
+        self.ensure_one()
+        try:
+            with self.env.registry.cursor() as cr:
+                # Never wait long on a row lock: the failure is shown to the
+                # user anyway, recording it is a convenience.
+                cr.execute("SET LOCAL lock_timeout = '2s'")
+                env = api.Environment(cr, self.env.uid, {"tracking_disable": True})
+                config = env["sicantik.config"].sudo().browse(self.id).exists()
+                if not config:
+                    return  # created in the very transaction that rolls back
+                values = {
+                    "test_failed_url": url,
+                    "test_failed_at": fields.Datetime.now(),
+                    "test_failed_reason": reason,
+                }
+                if config.tested_url == url:
+                    values.update(tested_url=False, tested_ok_at=False)
+                config.write(values)
+        except psycopg2.errors.LockNotAvailable:
+            _logger.warning(
+                "SICANTIK %s (id %s): failed connection test not recorded "
+                "(connector locked)",
+                self.name,
+                self.id,
+            )
+        self.invalidate_recordset()
 
     def _notification(self, message, kind="info", title=None, sticky=False):
         params = {"type": kind, "message": message, "sticky": sticky}

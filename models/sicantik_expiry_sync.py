@@ -321,7 +321,7 @@ class SicantikExpirySync(models.AbstractModel):
                 "date(s) found or confirmed, %(unavailable)s not available from "
                 "SICANTIK (no company), %(failed)s error(s).",
                 checked=log.progress_done,
-                seconds=round(
+                seconds=log._number(
                     (fields.Datetime.now() - log.start_date).total_seconds(), 1
                 ),
                 found=log.fetched_count,

@@ -13,6 +13,10 @@ from odoo.tools import SQL
 _logger = logging.getLogger(__name__)
 
 DEFAULT_TZ = "Asia/Jakarta"
+DEFAULT_LANG = "id_ID"
+# The connector field that says a manager asked for a run of the job: such
+# a run may use an address no test has passed yet (it proves it).
+REQUEST_FIELDS = {"permits": "sync_requested", "expiry": "expiry_run_requested"}
 PERMIT_CRON = "sicantik_connector.ir_cron_sync_permits"
 # The daily jobs and their local hour in the office's time zone.
 DAILY_CRONS = {
@@ -164,15 +168,55 @@ class SicantikJobMixin(models.AbstractModel):
         config.write({self._job_log_field: False})
 
     @api.model
+    def _job_address_ok(self, config):
+        """True when this job may call ``config``'s server now.
+
+        The schedule starts work only on an address that passed Test
+        Connection (or a complete pass); a run a manager asked for (Sync
+        Now, the wizard) may use a new one, and a run under way (its log
+        still running, after a restart too) goes on to its end. Otherwise
+        the skip is logged, once a day, instead of a failure every run.
+        """
+        if config.address_state == "tested":
+            return True
+        field = REQUEST_FIELDS.get(self._job_operation)
+        if field and config[field]:
+            return True
+        log = config[self._job_log_field] if self._job_log_field else None
+        if log and log.state == "running":
+            return True
+        _logger.info(
+            "SICANTIK %s (id %s): %s sync skipped, the API URL has not passed "
+            "Test Connection",
+            config.name,
+            config.id,
+            self._job_operation,
+        )
+        self.env["sicantik.sync.log"]._note_untested_address(
+            config, self._job_operation
+        )
+        return False
+
+    @api.model
     def _job_run(self):
         """Give every active connector its batch within the time budget; one
-        connector's failure is logged and never stops the others."""
+        connector's failure is logged and never stops the others.
+
+        Each connector's batch runs in the connector's language, so every
+        text the job writes (summaries, reasons, chatter notes) is in it,
+        whoever runs the job (OdooBot for the schedule, a manager).
+        """
         deadline = time.monotonic() + self._job_time_budget()
         progress = {"done": 0}
         more = 0
         for config in self.env["sicantik.config"].search([]):
             if time.monotonic() >= deadline:
                 more += 1
+                continue
+            lang = config.lang or DEFAULT_LANG
+            job = self.with_context(lang=lang)
+            config = config.with_context(lang=lang)
+            if not job._job_address_ok(config):
                 continue
             if not self._job_try_lock(config):
                 # Another callback runs this job for this connector (another
@@ -189,7 +233,7 @@ class SicantikJobMixin(models.AbstractModel):
                 )
                 continue
             try:
-                more += bool(self._job_batch(config, deadline, progress))
+                more += bool(job._job_batch(config, deadline, progress))
             except Exception:
                 _logger.exception(
                     "SICANTIK %s (id %s): %s sync failed",
@@ -198,7 +242,7 @@ class SicantikJobMixin(models.AbstractModel):
                     self._job_operation,
                 )
                 self._job_rollback()
-                self._job_log_internal_error(config, traceback.format_exc())
+                job._job_log_internal_error(config, traceback.format_exc())
             finally:
                 # After the rollback above: the unlock needs a sane transaction.
                 self._job_release_lock(config)

@@ -3,6 +3,7 @@ from datetime import timedelta
 
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
+from odoo.tools.misc import formatLang
 from odoo.tools.translate import LazyTranslate
 
 from ..tools import const
@@ -72,6 +73,11 @@ FAILURE_REASONS = {
         "An unexpected error occurred in the connector. The technical detail "
         "is for your administrator."
     ),
+    "untested": _lt(
+        "The schedule does not use this API URL: it has not passed Test "
+        "Connection yet (or its last test failed). Open the connector and "
+        "press Test Connection; Sync Now also works with it."
+    ),
 }
 
 FAILURE_TYPE_SELECTION = [
@@ -89,7 +95,13 @@ FAILURE_TYPE_SELECTION = [
     (FT_LIMITER, "Rate limit unavailable"),
     ("interrupted", "Interrupted"),
     ("internal", "Internal error"),
+    ("untested", "Untested address"),
 ]
+
+# The bus message a running log sends, and how often at most (seconds)
+# while it makes progress: its start and end always go out.
+BUS_PROGRESS = "sicantik_sync_log/progress"
+BUS_MIN_INTERVAL = 2.0
 
 
 # Lines of the "set aside" list one run keeps.
@@ -189,6 +201,11 @@ class SicantikSyncLog(models.Model):
         "starts where the previous run stopped)."
     )
     end_offset = fields.Integer(help="Row of the permit list the run reached.")
+    rows_read = fields.Integer(
+        help="Rows of the permit list served to this run. A letter with two "
+        "applicants comes as two rows: rows read = permits + repeated rows "
+        "+ unusable rows.",
+    )
 
     # --- client statistics
     request_count = fields.Integer(string="Requests")
@@ -202,9 +219,11 @@ class SicantikSyncLog(models.Model):
     latency_p50_ms = fields.Float(string="Latency p50 (ms)", digits=(16, 1))
     latency_p95_ms = fields.Float(string="Latency p95 (ms)", digits=(16, 1))
     rate_limit_wait = fields.Float(
-        string="Rate-limit wait (s)",
+        string="Waiting on the rate limit (s)",
         digits=(16, 2),
-        help="Time spent waiting so as not to exceed the requests per second.",
+        help="Wall-clock time during which at least one request waited for "
+        "its turn, so as not to exceed the requests per second. Requests "
+        "waiting side by side count once: it never exceeds the duration.",
     )
     pace_lowest = fields.Float(
         string="Lowest pace (%)",
@@ -219,7 +238,10 @@ class SicantikSyncLog(models.Model):
     )
 
     # --- outcome
-    message = fields.Text(string="Summary")
+    summary = fields.Char(
+        help="The run in one sentence, in the connector's language.",
+    )
+    message = fields.Text(string="Notes")
     set_aside = fields.Text(
         help="Permits (registration ids) the database could not store, and "
         "why. The rest of their page was stored; they are tried again by the "
@@ -284,7 +306,9 @@ class SicantikSyncLog(models.Model):
     @api.model
     def _start(self, config, operation, trigger="schedule", **vals):
         values = self._prepare_sync_log_values(config, operation, trigger, **vals)
-        return self.sudo().create(values)
+        log = self.sudo().create(values)
+        log._bus_progress()
+        return log
 
     @api.model
     def _failure_reason(self, failure_type):
@@ -356,7 +380,8 @@ class SicantikSyncLog(models.Model):
         self.sudo().write(
             {
                 "failure_type": failure_type,
-                "failure_reason": self._failure_reason(failure_type),
+                # In the connector's language, whoever records it.
+                "failure_reason": self._in_job_lang()._failure_reason(failure_type),
                 "error_detail": detail or False,
             }
         )
@@ -395,6 +420,16 @@ class SicantikSyncLog(models.Model):
                     f"{log.message}\n{message}" if log.message else message
                 )
             log.write(values)
+            log.summary = log._in_job_lang()._summary_text()
+            if (
+                log.operation == "permits"
+                and final in ("done", "partial")
+                and not log.failure_type
+            ):
+                # A pass that reached the end of the list proves the address
+                # as well as a test does (partial: rows the database refused).
+                log.config_id._mark_address_tested(now)
+        self._bus_progress()
         return self
 
     def _add_page(self, page, counts, now):
@@ -404,6 +439,8 @@ class SicantikSyncLog(models.Model):
             {
                 **self._set_aside_values(counts.get("set_aside")),
                 "fetched_count": self.fetched_count + len(page.permits),
+                "rows_read": self.rows_read
+                + getattr(page, "raw_count", len(page.permits)),
                 "created_count": self.created_count + counts["created"],
                 "updated_count": self.updated_count + counts["updated"],
                 "unchanged_count": self.unchanged_count + counts["unchanged"],
@@ -414,6 +451,8 @@ class SicantikSyncLog(models.Model):
                 "heartbeat": now,
             }
         )
+        self.summary = self._in_job_lang()._summary_text()
+        self._bus_progress()
 
     def _add_expiry_chunk(self, counts, checked, now):
         """Add one chunk of cekperizinan answers to an expiry run (one write)."""
@@ -432,6 +471,177 @@ class SicantikSyncLog(models.Model):
                 "heartbeat": now,
             }
         )
+        self.summary = self._in_job_lang()._summary_text()
+        self._bus_progress()
+
+    # ------------------------------------------------------------
+    # SUMMARY (in the language of the environment: the connector's)
+    # ------------------------------------------------------------
+
+    def _in_job_lang(self):
+        """This row in its connector's language (the language of job texts)."""
+        self.ensure_one()
+        config = self.config_id
+        return self.with_context(lang=config._job_lang()) if config else self
+
+    def _number(self, value, digits=0):
+        """``value`` in the environment's language (1.979 / 1,0 in Indonesian)."""
+        return formatLang(self.env, value or 0, digits=digits)
+
+    def _duration_text(self, seconds):
+        seconds = max(0.0, seconds or 0.0)
+        if seconds < 60:
+            return _("%(seconds)s s", seconds=self._number(seconds, 1))
+        minutes, rest = divmod(round(seconds), 60)
+        if minutes < 60:
+            return _(
+                "%(minutes)s min %(seconds)s s",
+                minutes=self._number(minutes),
+                seconds=self._number(rest),
+            )
+        hours, minutes = divmod(minutes, 60)
+        return _(
+            "%(hours)s h %(minutes)s min",
+            hours=self._number(hours),
+            minutes=self._number(minutes),
+        )
+
+    def _summary_text(self):
+        """The run in one sentence whose counts add up."""
+        self.ensure_one()
+        if self.operation == "permits":
+            body = self._permits_summary()
+        elif self.operation == "expiry":
+            body = self._expiry_summary()
+        elif self.operation == "permit_types":
+            body = _(
+                "%(count)s permit types read: %(created)s new, %(updated)s "
+                "updated, %(unchanged)s unchanged",
+                count=self._number(self.fetched_count),
+                created=self._number(self.created_count),
+                updated=self._number(self.updated_count),
+                unchanged=self._number(self.unchanged_count),
+            )
+        else:
+            body = (self.message or "").strip().split("\n")[0].rstrip(".")
+        worked = self.rows_read or self.progress_done or self.fetched_count
+        if self.state in ("failed", "interrupted") and not worked:
+            return _(
+                "Stopped before any work: %(reason)s",
+                reason=self.failure_reason or self._failure_reason(self.failure_type),
+            )
+        if self.state == "running":
+            return _("Running: %(summary)s.", summary=body)
+        if not body:
+            return False
+        if self.rate_limit_wait >= 0.05:
+            timing = _(
+                "%(duration)s, of which %(wait)s waiting on the rate limit",
+                duration=self._duration_text(self.duration),
+                wait=self._duration_text(self.rate_limit_wait),
+            )
+        else:
+            timing = self._duration_text(self.duration)
+        return f"{body}; {timing}."
+
+    def _permits_summary(self):
+        """Rows read -> permits, the difference explained, then what was
+        done with the permits (new + updated + unchanged + set aside)."""
+        if not self.rows_read and not self.fetched_count:
+            return _("no row of the permit list read yet")
+        repeated = max(0, self.rows_read - self.fetched_count - self.skipped_count)
+        head = _(
+            "%(rows)s rows of the permit list read → %(permits)s permits",
+            rows=self._number(self.rows_read),
+            permits=self._number(self.fetched_count),
+        )
+        extras = []
+        if repeated:
+            extras.append(
+                _(
+                    "%(count)s repeated rows of the same letter",
+                    count=self._number(repeated),
+                )
+            )
+        if self.skipped_count:
+            extras.append(
+                _(
+                    "%(count)s unusable rows skipped",
+                    count=self._number(self.skipped_count),
+                )
+            )
+        if extras:
+            head = f"{head} ({', '.join(extras)})"
+        done = _(
+            "%(created)s new, %(updated)s updated, %(unchanged)s unchanged",
+            created=self._number(self.created_count),
+            updated=self._number(self.updated_count),
+            unchanged=self._number(self.unchanged_count),
+        )
+        if self.failed_count:
+            done = _(
+                "%(done)s, %(count)s set aside",
+                done=done,
+                count=self._number(self.failed_count),
+            )
+        return f"{head}: {done}"
+
+    def _expiry_summary(self):
+        """Permits checked = answered + not available + errors."""
+        return _(
+            "%(checked)s permits checked: %(answered)s answered by SICANTIK "
+            "(%(changed)s with a changed expiry date), %(unavailable)s not "
+            "available from SICANTIK, %(failed)s errors",
+            checked=self._number(self.progress_done),
+            answered=self._number(self.fetched_count),
+            changed=self._number(self.updated_count),
+            unavailable=self._number(self.skipped_count),
+            failed=self._number(self.failed_count),
+        )
+
+    def _test_ok_message(self, url, count, rows):
+        """What a passed connection test says (both endpoints answered)."""
+        if rows:
+            return _(
+                "Connected to %(url)s: SICANTIK knows %(count)s permit types "
+                "and its permit list can be read.",
+                url=url,
+                count=self._number(count),
+            )
+        return _(
+            "Connected to %(url)s: SICANTIK knows %(count)s permit types; its "
+            "permit list answers but holds no issued permit yet.",
+            url=url,
+            count=self._number(count),
+        )
+
+    # ------------------------------------------------------------
+    # LIVE PROGRESS (Odoo's bus)
+    # ------------------------------------------------------------
+
+    def _bus_progress(self):
+        """Tell the open log and connector views to reload: every SICANTIK
+        user listens on the channel of the SICANTIK / User group. One row
+        in the bus per call, sent when the transaction commits."""
+        group = self.env.ref(
+            "sicantik_connector.sicantik_connector_group_user",
+            raise_if_not_found=False,
+        )
+        if not group or not self:
+            return
+        bus = self.env["bus.bus"].sudo()
+        for log in self:
+            bus._sendone(
+                group,
+                BUS_PROGRESS,
+                {
+                    "id": log.id,
+                    "config_id": log.config_id.id,
+                    "operation": log.operation,
+                    "state": log.state,
+                    "progress": log.progress,
+                },
+            )
 
     def _set_aside_values(self, set_aside):
         """The ``set_aside`` text with ``(registration id, reason)`` lines
@@ -483,6 +693,99 @@ class SicantikSyncLog(models.Model):
         return logs.filtered(lambda log: log._is_alive(now))
 
     @api.model
+    def _running_notification(self, config, operation):
+        """A friendly notice (not an error) when ``operation`` already runs
+        for ``config``, with a link to its log; False when it does not."""
+        running = self._running_for(config, operation)
+        if not running:
+            return False
+        log = running[0]
+        job = dict(log._fields["operation"]._description_selection(self.env))[
+            log.operation
+        ]
+        return log._notification_action(
+            _(
+                "The %(job)s run of %(name)s started %(start)s and is still "
+                "working (last progress %(beat)s). Nothing new was started: "
+                "follow it in its log %%s.",
+                job=job.lower(),
+                name=config.display_name,
+                start=self._when_text(log.start_date),
+                beat=self._when_text(log.heartbeat),
+            ),
+            "warning",
+            _("Already running"),
+        )
+
+    @api.model
+    def _when_text(self, moment):
+        """A datetime in the user's time zone and language."""
+        if not moment:
+            return "-"
+        return fields.Datetime.to_string(
+            fields.Datetime.context_timestamp(self, moment)
+        )[:16]
+
+    def _url(self):
+        """The log's address in the web client."""
+        self.ensure_one()
+        return f"/odoo/action-sicantik_connector.sicantik_sync_log_action/{self.id}"
+
+    def _notification_action(self, message, kind="info", title=None, **params):
+        """A ``display_notification`` whose ``%s`` in ``message`` links to
+        this log (or to the sync logs when the run has no row yet); without
+        a ``%s`` the link ends the message."""
+        if "%s" not in message:
+            message = f"{message}\n%s"
+        if self:
+            link = {"label": self.display_name, "url": self._url()}
+        else:
+            link = {
+                "label": _("Sync Logs"),
+                "url": "/odoo/action-sicantik_connector.sicantik_sync_log_action",
+            }
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {
+                "type": kind,
+                "title": title or "",
+                "message": message,
+                "links": [link],
+                "sticky": kind in ("warning", "danger"),
+                **params,
+            },
+        }
+
+    @api.model
+    def _note_untested_address(self, config, operation):
+        """A failed row saying the schedule skips ``config``'s untested
+        address: at most one a day per connector and job, not one per run."""
+        since = fields.Datetime.now() - timedelta(days=1)
+        if self.sudo().search_count(
+            [
+                ("config_id", "=", config.id),
+                ("operation", "=", operation),
+                ("failure_type", "=", "untested"),
+                ("start_date", ">=", since),
+            ],
+            limit=1,
+        ):
+            return self.sudo()
+        log = self._start(config, operation)
+        log._set_failure(
+            "untested",
+            # No address here: an old one may hold a secret in its query.
+            _(
+                "Last passed test of an API URL: %(when)s.",
+                when=self._when_text(config.tested_ok_at)
+                if config.tested_ok_at
+                else _("never"),
+            ),
+        )
+        return log._finish("failed")
+
+    @api.model
     def _ensure_not_running(self, config, operation):
         """Refuse a manual run while the same job runs for ``config``."""
         running = self._running_for(config, operation)
@@ -530,8 +833,9 @@ class SicantikSyncLog(models.Model):
     def _log_failure_separately(self, config, operation, trigger, err, stats=None):
         """Record a failed run in its own transaction, so that it stays logged
         although the action raises (and rolls back) to show the error."""
+        lang = config.lang or self.env.lang
         with self.env.registry.cursor() as cr:
-            env = api.Environment(cr, self.env.uid, {})(su=True)
+            env = api.Environment(cr, self.env.uid, {"lang": lang})(su=True)
             log = env["sicantik.sync.log"]._start(
                 env["sicantik.config"].browse(config.id), operation, trigger
             )

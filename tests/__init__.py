@@ -19,3 +19,4 @@ from . import test_hostile_property
 from . import test_sicantik_whatsapp_providers
 from . import test_rate_bucket
 from . import test_whatsapp_webhooks
+from . import test_sync_truth

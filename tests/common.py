@@ -137,8 +137,13 @@ class SicantikSandboxCase(SicantikCommon):
                 "page_size": 50,
                 "rate_limit": 200,
                 "max_workers": 4,
+                # Job texts in the language the assertions are written in
+                # (the default is Indonesian: see test_job_language).
+                "lang": "en_US",
             }
         )
+        # The schedule only uses an address that passed Test Connection.
+        cls.config.action_test_connection()
 
     def setUp(self):
         super().setUp()

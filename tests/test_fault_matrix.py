@@ -680,7 +680,9 @@ class TestFaultMatrix(SicantikSandboxCase):
         if case.special in ("slow", "trickle"):
             self.config.timeout = SLOW_TIMEOUT
         if case.special == "refused":
+            # The tested server going dark (the schedule uses tested ones).
             self.config.api_url = f"http://127.0.0.1:{_closed_port()}/backoffice/api"
+            self.config._mark_address_tested()
         if case.knobs:
             self.sandbox.configure(**case.knobs)
         self.sandbox.queue_faults(*case.faults)
@@ -690,6 +692,7 @@ class TestFaultMatrix(SicantikSandboxCase):
         self.sandbox.configure(latency=0.0, hang_seconds=30.0)
         if self.config.api_url != self.sandbox.url or self.config.timeout != 5:
             self.config.write({"api_url": self.sandbox.url, "timeout": 5})
+            self.config._mark_address_tested()
 
     def _permits_served_in(self, start, stop):
         """The stored permits whose every list row is in rows[start:stop]."""

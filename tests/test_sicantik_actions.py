@@ -29,10 +29,12 @@ class TestSicantikActions(SicantikSandboxCase):
         count = len(self.sandbox.dataset.permit_types)
         self.assertIn(f"{count} permit types", action["params"]["message"])
         self.assertEqual(self.requests_to("jumlahPerizinan"), 1)
+        # One row of the permit list: approved only when the sync can read it.
+        self.assertEqual(self.requests_to("listpermohonanterbit"), 1)
         log = self.logs("test_connection")[:1]
         self.assertEqual(log.state, "done")
         self.assertEqual(log.fetched_count, count)
-        self.assertEqual(log.request_count, 1)
+        self.assertEqual(log.request_count, 2)
         self.assertEqual(log.trigger, "button")
 
     @mute_logger("odoo.addons.sicantik_connector.tools.sicantik_api")
@@ -106,20 +108,29 @@ class TestSicantikActions(SicantikSandboxCase):
     def test_manual_run_refused_while_the_same_job_runs(self):
         Log = self.env["sicantik.sync.log"]
         running = Log._start(self.config, "permits")
-        with self.assertRaisesRegex(UserError, "already running"):
-            self.config.action_sync_now()
+        # A friendly notice linking to the running log, not an error.
+        notice = self.config.action_sync_now()
+        self.assertEqual(notice["params"]["type"], "warning")
+        self.assertIn("still working", notice["params"]["message"])
+        self.assertEqual(notice["params"]["links"][0]["url"], running._url())
         self.assertFalse(self.config.sync_requested)
         # The expiry job is another job: it may start.
         self.config.action_test_expiry_sync()
         expiry = Log._start(self.config, "expiry")
-        with self.assertRaisesRegex(UserError, "already running"):
-            self.config.action_test_expiry_sync()
-        with self.assertRaisesRegex(UserError, "already running"):
+        notice = self.config.action_test_expiry_sync()
+        self.assertEqual(notice["params"]["type"], "warning")
+        self.assertEqual(notice["params"]["links"][0]["url"], expiry._url())
+        notice = (
             Form(
                 self.env["sicantik.config.expiry.sync"].with_context(
                     default_config_id=self.config.id
                 )
-            ).save().action_start()
+            )
+            .save()
+            .action_start()
+        )
+        self.assertEqual(notice["params"]["type"], "warning")
+        self.assertFalse(self.config.expiry_run_requested)
         # A row whose process died (stale heartbeat) does not block: the next
         # run closes it as interrupted.
         stale = Log.STALE_AFTER * 2

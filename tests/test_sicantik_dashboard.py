@@ -27,8 +27,13 @@ class TestSicantikDashboard(SicantikCommon):
         super().setUpClass()
         cls.env["sicantik.config"].search([]).write({"active": False})
         cls.company_b = cls.env["res.company"].create({"name": "Kabupaten B"})
+        # Job texts (failure reasons) in the language asserted below.
         cls.config = cls.env["sicantik.config"].create(
-            {"name": "Karo", "api_url": "http://127.0.0.1:9/backoffice/api"}
+            {
+                "name": "Karo",
+                "api_url": "http://127.0.0.1:9/backoffice/api",
+                "lang": "en_US",
+            }
         )
         cls.config_b = cls.env["sicantik.config"].create(
             {

@@ -5,8 +5,12 @@
 
 import math
 import threading
+import time
 
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "none")
+# Waits that ended longer ago than this are folded into a total: a later
+# wait can no longer overlap them (a limiter gives a request up well before).
+WAIT_HORIZON_S = 120.0
 
 
 def status_class(status):
@@ -29,8 +33,9 @@ def percentile(values, fraction):
 class ClientStats:
     """Counters of HTTP attempts, answers, retries, waits and bytes."""
 
-    def __init__(self):
+    def __init__(self, clock=time.monotonic):
         self._lock = threading.Lock()
+        self._clock = clock
         self.reset()
 
     def reset(self):
@@ -40,7 +45,15 @@ class ClientStats:
             self._by_endpoint = {}
             self._retries = 0
             self._latencies_ms = []
-            self._rate_limit_wait = 0.0
+            # Per-request waits summed (threads wait side by side, so this
+            # can exceed the run's duration) and the wall-clock time during
+            # which at least one request waited: disjoint intervals still
+            # open to merging, and the total of those folded before.
+            self._wait_sum = 0.0
+            self._waits = 0
+            self._wait_spans = []
+            self._wait_folded = 0.0
+            self._wait_folded_until = None
             self._bytes = 0
             self._pace_lowest = None
             self._slowdowns = 0
@@ -59,10 +72,45 @@ class ClientStats:
         with self._lock:
             self._retries += 1
 
-    def record_wait(self, seconds):
-        if seconds > 0:
-            with self._lock:
-                self._rate_limit_wait += seconds
+    def record_wait(self, seconds, end=None):
+        """A request waited ``seconds`` for the rate limiter, until ``end``
+        (this client's clock; default now)."""
+        if seconds <= 0:
+            return
+        end = self._clock() if end is None else end
+        with self._lock:
+            self._wait_sum += seconds
+            self._waits += 1
+            self._add_wait_span(end - seconds, end)
+
+    def _add_wait_span(self, start, end):
+        """Merge ``[start, end]`` into the union of waits (lock held)."""
+        if self._wait_folded_until is not None:
+            # Never count twice what is folded already (a wait longer than
+            # the horizon: counted from where the fold ends).
+            start = max(start, self._wait_folded_until)
+            if end <= start:
+                return
+        spans = []
+        for span_start, span_end in self._wait_spans:
+            if span_end < start or span_start > end:
+                spans.append((span_start, span_end))
+            else:
+                start, end = min(start, span_start), max(end, span_end)
+        spans.append((start, end))
+        spans.sort()
+        cutoff = self._clock() - WAIT_HORIZON_S
+        while spans and spans[0][1] < cutoff:
+            span_start, span_end = spans.pop(0)
+            self._wait_folded += span_end - span_start
+            self._wait_folded_until = span_end
+        self._wait_spans = spans
+
+    @property
+    def rate_limit_wait(self):
+        """Wall-clock seconds during which at least one request waited."""
+        with self._lock:
+            return self._wait_folded + sum(e - s for s, e in self._wait_spans)
 
     def record_pace(self, factor, slowed=False):
         """The limiter's adaptive pace now (fraction of the rate); ``slowed``
@@ -90,7 +138,11 @@ class ClientStats:
                 "by_status": dict(self._by_class),
                 "by_endpoint": dict(self._by_endpoint),
                 "retries": self._retries,
-                "rate_limit_wait_s": round(self._rate_limit_wait, 3),
+                "rate_limit_wait_s": round(
+                    self._wait_folded + sum(e - s for s, e in self._wait_spans), 3
+                ),
+                "rate_limit_wait_sum_s": round(self._wait_sum, 3),
+                "rate_limit_waits": self._waits,
                 "bytes_received": self._bytes,
                 "pace_lowest": None
                 if self._pace_lowest is None

@@ -3,6 +3,7 @@ import math
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import SQL
+from odoo.tools.misc import formatLang
 
 from ..models.access import ensure_manager
 from ..tools.const import RATE_SAFETY_MARGIN
@@ -100,7 +101,11 @@ class SicantikConfigExpirySync(models.TransientModel):
         self.ensure_one()
         config = self.config_id
         ensure_manager(self.env, config)
-        self.env["sicantik.sync.log"]._ensure_not_running(config, "expiry")
+        Log = self.env["sicantik.sync.log"]
+        notice = Log._running_notification(config, "expiry")
+        if notice:
+            notice["params"]["next"] = {"type": "ir.actions.act_window_close"}
+            return notice
         if self.mode == "limit" and self.limit <= 0:
             raise UserError(_("Enter how many permits to check at most."))
         if self.list_has_expiry:
@@ -136,20 +141,17 @@ class SicantikConfigExpirySync(models.TransientModel):
         self.env.ref(self.env["sicantik.expiry.sync"]._job_cron).sudo()._trigger()
         message = _(
             "The expiry sync of %(count)s permit(s) runs in the background "
-            "(about %(estimate)s). Its progress is in SICANTIK > Sync Logs.",
+            "(about %(estimate)s). The connector's form shows its progress; "
+            "every run is in %%s.",
             count=self.run_count,
             estimate=self.estimate or "-",
         )
-        return {
-            "type": "ir.actions.client",
-            "tag": "display_notification",
-            "params": {
-                "type": "info",
-                "title": _("Expiry sync started"),
-                "message": message,
-                "next": {"type": "ir.actions.act_window_close"},
-            },
-        }
+        return Log._notification_action(
+            message,
+            "info",
+            _("Expiry sync started"),
+            next={"type": "ir.actions.act_window_close"},
+        )
 
     # ------------------------------------------------------------
     # BUSINESS METHODS
@@ -175,7 +177,9 @@ class SicantikConfigExpirySync(models.TransientModel):
     @api.model
     def _format_duration(self, seconds, config):
         if seconds < 60:
-            text = _("%(seconds)s seconds", seconds=seconds)
+            text = _(
+                "%(seconds)s seconds", seconds=formatLang(self.env, seconds, digits=0)
+            )
         elif seconds < 3600:
             text = _("%(minutes)s minutes", minutes=math.ceil(seconds / 60))
         else:
@@ -185,9 +189,11 @@ class SicantikConfigExpirySync(models.TransientModel):
                 minutes=math.ceil((seconds % 3600) / 60),
             )
         if config.rate_limit_enabled and config.rate_limit:
+            rate = config.rate_limit
             return _(
                 "%(duration)s at %(rate)s requests per second",
                 duration=text,
-                rate=config.rate_limit,
+                # In the user's locale: "2,5" in Indonesian.
+                rate=formatLang(self.env, rate, digits=0 if rate == int(rate) else 1),
             )
         return text

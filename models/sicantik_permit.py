@@ -12,10 +12,12 @@ class SicantikPermit(models.Model):
 
     _name = "sicantik.permit"
     _description = "SICANTIK Permit"
-    _inherit = ["mail.thread", "sicantik.connector.record"]
+    _inherit = ["mail.thread", "mail.activity.mixin", "sicantik.connector.record"]
     _order = "id desc"
     _rec_names_search = ["no_surat", "pendaftaran_id", "applicant_name"]
     _check_company_auto = True
+    # Staff (read-only on permits) log notes and plan activities on them.
+    _mail_post_access = "read"
 
     # --- identity (from the permit list)
     pendaftaran_id = fields.Char(
@@ -129,6 +131,11 @@ class SicantikPermit(models.Model):
     expiry_checked_at = fields.Datetime(string="Last Expiry Check", readonly=True)
     expiry_check_attempts = fields.Integer(readonly=True)
     expiry_check_error = fields.Char(readonly=True)
+
+    # --- departures (declared identically by the per-letter work)
+    delisted_date = fields.Date(
+        string="No Longer Listed Since", readonly=True, index=True
+    )
 
     _sql_constraints = [
         (

@@ -1,15 +1,19 @@
 import base64
 import importlib.util
+import json
 import os
 import random
+import re
 import unittest
 from datetime import timedelta
 from pathlib import Path
 from unittest.mock import patch
 
 from odoo import fields
-from odoo.tests import HttpCase, tagged
+from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tests import common as odoo_test_common
+from odoo.tools.misc import file_path
+from odoo.tools.translate import PoFileReader
 
 from odoo.addons.sicantik_connector.sandbox import SandboxServer
 from odoo.addons.sicantik_connector.sandbox.data import PERMIT_TYPE_SPECS
@@ -18,6 +22,41 @@ from .common import ALLOWED_LOOPBACK, use_loopback_send
 
 # Where the README's screenshot goes (taken with SICANTIK_SCREENSHOT=1).
 SCREENSHOT = Path(__file__).resolve().parents[1] / "static/description/dashboard.png"
+ADDON = "sicantik_connector"
+LANG = "id_ID"
+PLACEHOLDER = re.compile(r"%\(\w+\)[sd]|%[sd]|\{\w*\}")
+REGEX_SPECIALS = re.compile(r"([\\^$.*+?()\[\]{}|/])")
+
+
+def english_patterns(env):
+    """JavaScript patterns of the addon's msgids that Indonesian translates
+    differently: seen verbatim by an Indonesian user, they are English left
+    untranslated. A placeholder matches any text. Msgids that another
+    installed module also translates (Odoo's own "Activities", "Company",
+    ...) are left to that module's catalogue; HTML help texts, and msgids
+    with fewer than three letters outside their placeholders, are skipped."""
+    core = set()
+    modules = env["ir.module.module"].search(
+        [("state", "=", "installed"), ("name", "!=", ADDON)]
+    )
+    for module in modules.mapped("name"):
+        try:
+            path = file_path(f"{module}/i18n/id.po")
+        except FileNotFoundError:
+            continue
+        core.update(row["src"] for row in PoFileReader(path))
+    patterns = set()
+    for row in PoFileReader(file_path(f"{ADDON}/i18n/id.po")):
+        source = " ".join(row["src"].split())
+        value = " ".join((row["value"] or "").split())
+        if not value or value == source or row["src"] in core or "<" in source:
+            continue
+        parts = PLACEHOLDER.split(source)
+        if sum(ch.isalpha() for ch in "".join(parts)) < 3:
+            continue
+        escaped = [REGEX_SPECIALS.sub(r"\\\1", part) for part in parts]
+        patterns.add("^" + ".+?".join(escaped) + "$")
+    return sorted(patterns)
 
 
 def browser_problem():
@@ -101,6 +140,60 @@ class TestSicantikTours(HttpCase):
         )
         self.assertEqual(log.state, "done")
         self.assertGreaterEqual(self.sandbox.stats()["requests"], 1)
+
+    def test_holder_tour_in_indonesian(self):
+        """A SICANTIK User in Indonesian: dashboard, Numbers to fix, a holder,
+        their permit, a note; no English string of ours on the way."""
+        self.env["res.lang"]._activate_lang(LANG)
+        self.env["ir.module.module"].search(
+            [("name", "=", ADDON)]
+        )._update_translations([LANG])
+        clerk = new_test_user(
+            self.env,
+            login="petugas",
+            name="Petugas Perizinan",
+            groups="sicantik_connector.sicantik_connector_group_user",
+            lang=LANG,
+            tz="Asia/Jakarta",
+        )
+        self.assertFalse(clerk.has_group("base.group_system"))
+        permit_type = self.env["sicantik.permit.type"].create(
+            {"name": "IZIN USAHA PERDAGANGAN", "config_id": self.config.id}
+        )
+        Partner = self.env["res.partner"]
+        holder = Partner.create({"name": "CV Sinar Karo", "is_company": True})
+        reachable = Partner.create(
+            {"name": "Toko Berastagi", "whatsapp_number": "0812 3456 7890"}
+        )
+        permits = self.make_permits(
+            [
+                (20, permit_type),
+                (200, permit_type),
+                (45, permit_type),
+                (-3, permit_type),
+            ]
+        )
+        permits[:2].write({"partner_id": holder.id, "applicant_phone": "0628 20555"})
+        permits[2].partner_id = reachable
+        terms = english_patterns(self.env)
+        self.assertIn("^Numbers to fix$", terms)
+        self.assertIn("^.+? permits$", terms)
+        self.start_tour(
+            "/odoo/action-sicantik_connector.sicantik_dashboard_action",
+            "sicantik_holder_tour",
+            login="petugas",
+            code=f"window.sicantikEnglishTerms = {json.dumps(terms)}; "
+            "odoo.startTour('sicantik_holder_tour', {stepDelay: 0, "
+            "keepWatchBrowser: false, debug: false, startUrl: "
+            "'/odoo/action-sicantik_connector.sicantik_dashboard_action', "
+            "delayToCheckUndeterminisms: 0})",
+        )
+        note = permits[:2].message_ids.filtered(
+            lambda m: "Pemegang izin sudah dihubungi" in (m.body or "")
+        )
+        self.assertEqual(len(note), 1)
+        self.assertEqual(note.author_id, clerk.partner_id)
+        self.assertTrue(note.subtype_id.internal, "a note, not a message")
 
     def test_dashboard_screenshot(self):
         """A dashboard as an office sees it; with SICANTIK_SCREENSHOT=1 its

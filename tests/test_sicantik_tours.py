@@ -195,32 +195,102 @@ class TestSicantikTours(HttpCase):
         self.assertEqual(note.author_id, clerk.partner_id)
         self.assertTrue(note.subtype_id.internal, "a note, not a message")
 
-    def test_dashboard_screenshot(self):
-        """A dashboard as an office sees it; with SICANTIK_SCREENSHOT=1 its
-        picture is saved for the README."""
-        self.fill_office()
+    def test_screenshots(self):
+        """The dashboard, the Numbers to fix list and a permit as an office
+        sees them; with SICANTIK_SCREENSHOT=1 their pictures are saved for
+        the README."""
+        permits = self.fill_office()
+        holders = self.fill_holders(permits)
+        permit = holders[0].sicantik_permit_ids[:1]
+        permit.message_post(
+            body="Pemegang izin sudah ditelepon: perpanjangan diajukan minggu ini.",
+            message_type="comment",
+            subtype_xmlid="mail.mt_note",
+        )
+        permit.activity_schedule(
+            "mail.mail_activity_data_call",
+            summary="Tanyakan nomor WhatsApp pemegang izin",
+            user_id=self.env.ref("base.user_admin").id,
+        )
         original_stop = odoo_test_common.ChromeBrowser.stop
+        target = {}
 
         def stop(browser):
-            # The tour ended on the drawn dashboard: take it before closing.
+            # The tour ended on the drawn screen: take it before closing.
             if hasattr(browser, "ws"):
                 shot = browser._websocket_request(
                     "Page.captureScreenshot", params={"format": "png"}, timeout=30
                 )
-                SCREENSHOT.write_bytes(base64.b64decode(shot["data"]))
+                target["path"].write_bytes(base64.b64decode(shot["data"]))
             original_stop(browser)
 
         screenshot = os.environ.get("SICANTIK_SCREENSHOT") == "1"
+        screens = [
+            (
+                "dashboard.png",
+                "/odoo/action-sicantik_connector.sicantik_dashboard_action",
+                "sicantik_dashboard_screenshot_tour",
+            ),
+            (
+                "holders.png",
+                "/odoo/action-sicantik_connector.action_sicantik_numbers_to_fix",
+                "sicantik_holders_screenshot_tour",
+            ),
+            (
+                "permit.png",
+                f"/odoo/action-sicantik_connector.sicantik_permit_action/{permit.id}",
+                "sicantik_permit_screenshot_tour",
+            ),
+        ]
         with patch.object(
             odoo_test_common.ChromeBrowser,
             "stop",
             stop if screenshot else original_stop,
         ):
-            self.start_tour(
-                "/odoo/action-sicantik_connector.sicantik_dashboard_action",
-                "sicantik_dashboard_screenshot_tour",
-                login="admin",
+            for name, url, tour in screens:
+                target["path"] = SCREENSHOT.with_name(name)
+                self.start_tour(url, tour, login="admin")
+
+    def fill_holders(self, permits):
+        """Holders for 40 of the permits: most with a mobile number, some to
+        fix (no number, a landline, a number the gateway refused)."""
+        rng = random.Random(2)
+        names = [
+            "CV Sinar Karo",
+            "UD Tani Makmur",
+            "PT Berastagi Segar",
+            "Toko Sumber Rejeki",
+            "CV Jeruk Manis",
+            "Koperasi Tanah Karo",
+            "Rumah Makan Lau Kawar",
+            "UD Kopi Sibayak",
+            "Apotek Kabanjahe",
+            "Bengkel Simpang Empat",
+        ]
+        numbers = [
+            False,
+            "0628 20123",
+            "0812 6011 2345",
+            "0813 7022 3456",
+            "0852 6133 4567",
+        ]
+        Partner = self.env["res.partner"]
+        holders = Partner
+        for index, name in enumerate(names):
+            number = numbers[index % len(numbers)]
+            holders |= Partner.create(
+                {"name": name, "is_company": True, "whatsapp_number": number}
             )
+        holders[-1]._sicantik_flag_invalid_number("The number is not on WhatsApp.")
+        chosen = rng.sample(list(permits), 40)
+        for index, permit in enumerate(chosen):
+            permit.write(
+                {
+                    "partner_id": holders[index % len(holders)].id,
+                    "applicant_phone": f"0812 60{index:02d} 1{index:03d}",
+                }
+            )
+        return holders
 
     def fill_office(self):
         """About 1,000 permits over the sandbox's permit types, a few runs and
@@ -271,3 +341,4 @@ class TestSicantikTours(HttpCase):
                     for index, permit in enumerate(soon)
                 ]
             )
+        return permits

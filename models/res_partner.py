@@ -45,11 +45,6 @@ class ResPartner(models.Model):
         string="SICANTIK Permits",
         groups="sicantik_connector.sicantik_connector_group_user",
     )
-    sicantik_permit_count = fields.Integer(
-        string="Permits",
-        compute="_compute_sicantik_permit_count",
-        groups="sicantik_connector.sicantik_connector_group_user",
-    )
     whatsapp_number = fields.Char(
         string="WhatsApp Number",
         copy=False,
@@ -82,6 +77,24 @@ class ResPartner(models.Model):
         "is ever sent to this contact.",
     )
 
+    # --- holders as staff see them (Holders and Numbers to fix menus)
+    # Stored, so that "contacts with permits" is an indexed domain and a
+    # sortable column; counted over every permit (computed as superuser).
+    sicantik_permit_count = fields.Integer(
+        string="Permits",
+        compute="_compute_sicantik_permit_count",
+        store=True,
+        index="btree_not_null",
+        groups="sicantik_connector.sicantik_connector_group_user",
+    )
+    sicantik_phone = fields.Char(
+        string="Phone on SICANTIK",
+        compute="_compute_sicantik_phone",
+        groups="sicantik_connector.sicantik_connector_group_user",
+        help="The phone numbers the holder's permits carry on SICANTIK, the "
+        "latest first: where a WhatsApp number usually comes from.",
+    )
+
     _sql_constraints = [
         (
             "sicantik_key_unique",
@@ -90,14 +103,28 @@ class ResPartner(models.Model):
         ),
     ]
 
+    @api.depends("sicantik_permit_ids")
     def _compute_sicantik_permit_count(self):
         counts = dict(
-            self.env["sicantik.permit"]._read_group(
-                [("partner_id", "in", self.ids)], ["partner_id"], ["__count"]
-            )
+            self.env["sicantik.permit"]
+            .with_context(active_test=False)
+            ._read_group([("partner_id", "in", self.ids)], ["partner_id"], ["__count"])
         )
         for partner in self:
             partner.sicantik_permit_count = counts.get(partner, 0)
+
+    def _compute_sicantik_phone(self):
+        # One query for all the contacts shown, never one per contact.
+        phones = dict(
+            self.env["sicantik.permit"]._read_group(
+                [("partner_id", "in", self.ids), ("applicant_phone", "!=", False)],
+                ["partner_id"],
+                ["applicant_phone:array_agg"],
+            )
+        )
+        for partner in self:
+            seen = list(dict.fromkeys(reversed(phones.get(partner) or [])))
+            partner.sicantik_phone = ", ".join(seen) or False
 
     @api.model
     def _whatsapp_number_values(self, raw):
@@ -147,6 +174,21 @@ class ResPartner(models.Model):
         action["domain"] = [("partner_id", "=", self.id)]
         action["context"] = {"default_partner_id": self.id}
         return action
+
+    @api.model
+    def _sicantik_holder_domain(self):
+        """Contacts with permits: the Holders menu."""
+        return [("sicantik_permit_count", ">", 0)]
+
+    @api.model
+    def _sicantik_numbers_to_fix_domain(self):
+        """Holders a reminder cannot reach and who did not opt out: no
+        number, a landline, or a number flagged invalid (as the 09:00 job
+        counts them "without a usable WhatsApp number")."""
+        return self._sicantik_holder_domain() + [
+            ("whatsapp_number_state", "!=", "valid"),
+            ("whatsapp_opt_out", "=", False),
+        ]
 
     def _sicantik_flag_invalid_number(self, reason):
         """A gateway refused the number for good: stop using it until staff

@@ -14,6 +14,20 @@ TOP_TYPES = 10
 MONTHS = 12
 HEALTH_DAYS = 7
 PROBLEM_STATES = ("failed", "partial", "interrupted")
+# Runs whose progress the dashboard shows while they go (the first sync of a
+# fresh database, then any pass of the permit list).
+SYNC_OPERATIONS = ("permit_types", "permits")
+# One colour per state everywhere: the dashboard's cards, and the badges and
+# row decorations of the permit views (decoration-<name>; a test compares).
+# Critical red, warning amber, expired grey, valid green, no date blue.
+STATE_DECORATIONS = {
+    expiry.EXPIRED: "muted",
+    expiry.CRITICAL: "danger",
+    expiry.WARNING: "warning",
+    expiry.OK: "success",
+    expiry.NO_DATE: "info",
+    "revoked": "muted",
+}
 PERMIT_VIEWS = [
     [False, "list"],
     [False, "kanban"],
@@ -42,24 +56,33 @@ class SicantikDashboard(models.AbstractModel):
     # ------------------------------------------------------------
 
     @api.model
-    def get_dashboard_data(self):
-        """All the figures of the dashboard, as JSON-ready dicts."""
+    def get_dashboard_data(self, config_id=False):
+        """All the figures of the dashboard, as JSON-ready dicts: of every
+        connector the user may read, or of ``config_id`` only."""
         Permit = self.env["sicantik.permit"]
         # A clear AccessError for users outside SICANTIK, before any query.
         Permit.browse().check_access("read")
         self.env["sicantik.sync.log"].browse().check_access("read")
+        connectors = self.env["sicantik.config"].search([])
+        config = connectors.filtered(lambda c: c.id == config_id)
+        # Every figure and the list it opens are narrowed by this domain.
+        scope = [("config_id", "=", config.id)] if config else []
         # Same "today" as the search filters of the permit list (user's tz).
         today = fields.Date.context_today(self)
-        states, horizons, total = self._permit_buckets(today)
+        states, horizons, total = self._permit_buckets(today, scope)
         return {
             "today": fields.Date.to_string(today),
+            "config_id": config.id,
+            "connectors": [{"id": c.id, "name": c.display_name} for c in connectors],
             "total": total,
             "states": states,
             "horizons": horizons,
-            "types": self._permit_types(),
-            "months": self._expiry_months(today),
-            "health": self._run_health(),
-            "reminders": self._reminders(today),
+            "types": self._permit_types(scope),
+            "months": self._expiry_months(today, scope),
+            "health": self._run_health(scope),
+            "sync": self._running_sync(scope),
+            "holders": self._holders(config),
+            "reminders": self._reminders(today, scope),
         }
 
     # ------------------------------------------------------------
@@ -67,7 +90,7 @@ class SicantikDashboard(models.AbstractModel):
     # ------------------------------------------------------------
 
     @api.model
-    def _permit_buckets(self, today):
+    def _permit_buckets(self, today, scope=()):
         """Counts by expiry state and by horizon: one aggregate query.
 
         Each bucket is a domain of ``tools.expiry`` (the same bands as the
@@ -129,13 +152,14 @@ class SicantikDashboard(models.AbstractModel):
                 )
             )
         specs = state_specs + horizon_specs
-        counts = self._count_permits([spec[4] for spec in specs])
+        counts = self._count_permits([spec[4] for spec in specs], scope)
         figures = [
             {
                 "key": key,
                 "label": label,
                 "count": count,
-                "action": self._permit_action(label, extra, filters),
+                "decoration": STATE_DECORATIONS.get(key, ""),
+                "action": self._permit_action(label, list(scope) + extra, filters),
             }
             for (key, label, filters, extra, _domain), count in zip(
                 specs, counts[1:], strict=True
@@ -144,12 +168,12 @@ class SicantikDashboard(models.AbstractModel):
         return figures[: len(state_specs)], figures[len(state_specs) :], counts[0]
 
     @api.model
-    def _count_permits(self, domains):
+    def _count_permits(self, domains, scope=()):
         """``[total, count of domain 1, ...]`` in one query over the permits
-        the current user may read."""
+        the current user may read (within ``scope``)."""
         Permit = self.env["sicantik.permit"].with_context(active_test=False)
         Permit.flush_model()
-        base = Permit._search([])
+        base = Permit._search(list(scope))
         columns = [SQL("count(*)")]
         for domain in domains:
             condition = Permit._where_calc(domain).where_clause
@@ -157,12 +181,13 @@ class SicantikDashboard(models.AbstractModel):
         return list(self.env.execute_query(base.select(*columns))[0])
 
     @api.model
-    def _permit_types(self):
-        """The types with the most permits, and how many permits the others
-        have."""
+    def _permit_types(self, scope=()):
+        """The types with the most permits, the permits of the other types
+        (a figure that opens them), and how many types there are: "No type"
+        is listed when it has permits, but it is not a type."""
         Permit = self.env["sicantik.permit"]
         groups = Permit._read_group(
-            [], ["permit_type_id"], ["__count"], order="__count desc"
+            list(scope), ["permit_type_id"], ["__count"], order="__count desc"
         )
         top = []
         for permit_type, count in groups[:TOP_TYPES]:
@@ -170,11 +195,14 @@ class SicantikDashboard(models.AbstractModel):
                 name = permit_type.display_name
                 action = self._permit_action(
                     _("Permits: %(type)s", type=name),
+                    list(scope),
                     context={"search_default_permit_type_id": permit_type.id},
                 )
             else:
                 name = _("No type")
-                action = self._permit_action(name, [("permit_type_id", "=", False)])
+                action = self._permit_action(
+                    name, list(scope) + [("permit_type_id", "=", False)]
+                )
             top.append(
                 {
                     "key": permit_type.id or 0,
@@ -183,20 +211,35 @@ class SicantikDashboard(models.AbstractModel):
                     "action": action,
                 }
             )
+        rest = groups[TOP_TYPES:]
+        others = sum(count for _type, count in rest)
+        others_action = False
+        if others:
+            shown = [permit_type.id for permit_type, _count in groups[:TOP_TYPES]]
+            # "not in" on a many2one also keeps the permits without a type:
+            # exclude them when "No type" is among the rows shown.
+            domain = [("permit_type_id", "not in", [i for i in shown if i])]
+            if False in shown:
+                domain.append(("permit_type_id", "!=", False))
+            others_action = self._permit_action(
+                _("Permits of the other types"), list(scope) + domain
+            )
         return {
             "top": top,
-            "others": sum(count for _type, count in groups[TOP_TYPES:]),
-            "count": len(groups),
+            "others": others,
+            "others_count": sum(1 for permit_type, _count in rest if permit_type),
+            "others_action": others_action,
+            "count": sum(1 for permit_type, _count in groups if permit_type),
         }
 
     @api.model
-    def _expiry_months(self, today):
+    def _expiry_months(self, today, scope=()):
         """Permits expiring per month, this month (from today) and the 11
         following."""
         day = fields.Date.to_string
         first = today.replace(day=1)
         last = first + relativedelta(months=MONTHS, days=-1)
-        base = [
+        base = list(scope) + [
             ("status", "!=", "revoked"),
             ("expiry_date", ">=", day(today)),
             ("expiry_date", "<=", day(last)),
@@ -218,7 +261,8 @@ class SicantikDashboard(models.AbstractModel):
                     "count": counts.get(start, 0),
                     "action": self._permit_action(
                         _("Permits expiring in %(month)s", month=label),
-                        [
+                        list(scope)
+                        + [
                             ("status", "!=", "revoked"),
                             ("expiry_date", ">=", day(max(start, today))),
                             ("expiry_date", "<=", day(end)),
@@ -247,14 +291,15 @@ class SicantikDashboard(models.AbstractModel):
     # ------------------------------------------------------------
 
     @api.model
-    def _run_health(self):
+    def _run_health(self, scope=()):
         """Last success, last failure and the week's figures of the jobs."""
         Log = self.env["sicantik.sync.log"]
+        scope = list(scope)
         since = fields.Datetime.now() - timedelta(days=HEALTH_DAYS)
-        week = [("start_date", ">=", fields.Datetime.to_string(since))]
-        success = Log.search([("state", "=", "done")], limit=1)
-        failure = Log.search([("state", "in", PROBLEM_STATES)], limit=1)
-        running = Log.search_count([("state", "=", "running")])
+        week = scope + [("start_date", ">=", fields.Datetime.to_string(since))]
+        success = Log.search(scope + [("state", "=", "done")], limit=1)
+        failure = Log.search(scope + [("state", "in", PROBLEM_STATES)], limit=1)
+        running = Log.search_count(scope + [("state", "=", "running")])
         ((runs, requests, retries, p50, p95),) = Log._read_group(
             week,
             [],
@@ -271,7 +316,9 @@ class SicantikDashboard(models.AbstractModel):
             "last_success": self._log_values(success),
             "last_failure": self._log_values(failure),
             "running": running,
-            "running_action": self._log_action(_("Running jobs"), filters=["running"]),
+            "running_action": self._log_action(
+                _("Running jobs"), scope, filters=["running"]
+            ),
             "days": HEALTH_DAYS,
             "runs": runs,
             "problems": problems,
@@ -327,12 +374,63 @@ class SicantikDashboard(models.AbstractModel):
             "context": {f"search_default_{flt}": 1 for flt in filters},
         }
 
+    @api.model
+    def _running_sync(self, scope=()):
+        """The permit sync under way (the oldest running one), with its
+        progress: on a fresh database the first sync, before any figure."""
+        Log = self.env["sicantik.sync.log"]
+        log = Log.search(
+            list(scope)
+            + [("state", "=", "running"), ("operation", "in", SYNC_OPERATIONS)],
+            order="id",
+            limit=1,
+        )
+        if not log:
+            return False
+        values = self._log_values(log)
+        values.update(
+            {
+                "first": not self.env["sicantik.permit"].search_count(
+                    list(scope), limit=1
+                ),
+                "progress": round(log.progress),
+                "done": log.progress_done,
+                "total": log.progress_total,
+            }
+        )
+        return values
+
+    # ------------------------------------------------------------
+    # HOLDERS
+    # ------------------------------------------------------------
+
+    @api.model
+    def _holders(self, config):
+        """Holders without a usable WhatsApp number ("Numbers to fix"), or
+        False for a user who may not read contacts."""
+        Partner = self.env["res.partner"]
+        if not Partner.has_access("read"):
+            return False
+        domain = Partner._sicantik_numbers_to_fix_domain()
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "sicantik_connector.action_sicantik_numbers_to_fix"
+        )
+        if config:
+            domain += [("sicantik_permit_ids.config_id", "=", config.id)]
+            action["domain"] = domain
+        return {
+            "key": "numbers_to_fix",
+            "label": action["name"],
+            "count": Partner.search_count(domain),
+            "action": action,
+        }
+
     # ------------------------------------------------------------
     # REMINDERS
     # ------------------------------------------------------------
 
     @api.model
-    def _reminders(self, today):
+    def _reminders(self, today, scope=()):
         """WhatsApp reminders sent, delivered, read and failed this month, or
         False where the reminder model is not installed. Delivered counts the
         read ones too (a read message was delivered)."""
@@ -355,25 +453,25 @@ class SicantikDashboard(models.AbstractModel):
                 "sent",
                 _("Sent"),
                 _("Reminders sent this month"),
-                [("state", "in", ("sent", "delivered", "read")), *sent_month],
+                [*scope, ("state", "in", ("sent", "delivered", "read")), *sent_month],
             ),
             (
                 "delivered",
                 _("Delivered"),
                 _("Reminders delivered this month"),
-                [("state", "in", ("delivered", "read")), *sent_month],
+                [*scope, ("state", "in", ("delivered", "read")), *sent_month],
             ),
             (
                 "read",
                 _("Read"),
                 _("Reminders read this month"),
-                [("state", "=", "read"), *sent_month],
+                [*scope, ("state", "=", "read"), *sent_month],
             ),
             (
                 "failed",
                 _("Failed"),
                 _("Reminders failed this month"),
-                [("state", "=", "failed"), ("write_date", ">=", since)],
+                list(scope) + [("state", "=", "failed"), ("write_date", ">=", since)],
             ),
         ]
         figures = []

@@ -24,6 +24,8 @@ class SicantikPermit(models.Model):
     _order = "id desc"
     _rec_names_search = ["no_surat", "pendaftaran_id", "applicant_name"]
     _check_company_auto = True
+    # Staff (read-only on permits) log notes and plan activities on them.
+    _mail_post_access = "read"
 
     # --- identity (from the permit list)
     pendaftaran_id = fields.Char(

@@ -5,6 +5,7 @@ from . import test_sicantik_permit_sync
 from . import test_sicantik_expiry_sync
 from . import test_sicantik_reminders
 from . import test_sicantik_dashboard
+from . import test_sicantik_holders
 from . import test_sicantik_tours
 from . import test_fault_matrix
 from . import test_i18n

@@ -315,6 +315,49 @@ class TestSecurity(SicantikSandboxCase):
                 allowed = self._attempt(Dashboard.with_user(user).get_dashboard_data)
                 self.assertEqual(allowed, role in ("user", "manager", "admin"))
 
+    @mute_logger("odoo.addons.base.models.ir_model", "odoo.addons.base.models.ir_rule")
+    def test_staff_log_notes_and_plan_activities_on_permits(self):
+        """Read access to a permit is enough to log a note or plan an
+        activity on it (not to change it); a permit is never created by hand."""
+        allowed = {"user", "manager", "admin"}
+        for role, user in self.users.items():
+            if role == "public":
+                continue  # refused even earlier: it has no email address
+            permit = self.permit.with_user(user)
+            with self.subTest(role=role, what="note"):
+                noted = self._attempt(
+                    lambda p=permit: p.message_post(
+                        body="Pemegang izin sudah ditelepon.",
+                        message_type="comment",
+                        subtype_xmlid="mail.mt_note",
+                    )
+                )
+                self.assertEqual(noted, role in allowed)
+            with self.subTest(role=role, what="activity"):
+                planned = self._attempt(
+                    lambda p=permit, u=user: p.activity_schedule(
+                        "mail.mail_activity_data_todo",
+                        summary="Hubungi pemegang izin",
+                        user_id=u.id,
+                    )
+                )
+                self.assertEqual(planned, role in allowed)
+        # A note of a SICANTIK user stays on the permit, which is unchanged.
+        permit = self.permit.with_user(self.user_sicantik)
+        before = permit.write_date
+        message = permit.message_post(
+            body="Catatan petugas", message_type="comment", subtype_xmlid="mail.mt_note"
+        )
+        self.assertEqual((message.model, message.res_id), (permit._name, permit.id))
+        self.assertTrue(message.subtype_id.internal)
+        self.assertEqual(self.permit.write_date, before)
+        with self.assertRaises(AccessError):
+            permit.write({"applicant_name": "Diubah"})
+        with self.assertRaises(AccessError):
+            self.env["sicantik.permit"].with_user(self.user_sicantik).create(
+                {"config_id": self.config.id, "pendaftaran_id": "0099900101012026"}
+            )
+
     # ------------------------------------------------------------------
     # URLs and secrets
     # ------------------------------------------------------------------

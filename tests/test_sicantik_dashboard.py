@@ -1,4 +1,5 @@
 from datetime import date, datetime, timedelta
+from unittest.mock import patch
 
 from dateutil.relativedelta import relativedelta
 from freezegun import freeze_time
@@ -11,6 +12,7 @@ from odoo.tests import new_test_user, tagged
 from odoo.tools import mute_logger
 from odoo.tools.safe_eval import safe_eval
 
+from ..models import sicantik_dashboard
 from .common import SicantikCommon
 
 TODAY = date(2025, 6, 15)
@@ -90,13 +92,13 @@ class TestSicantikDashboard(SicantikCommon):
             permit.status = "revoked"
         return permit
 
-    def data(self, user=None, companies=None):
+    def data(self, user=None, companies=None, config=None):
         Dashboard = self.env["sicantik.dashboard"]
         if user:
             Dashboard = Dashboard.with_user(user)
         if companies:
             Dashboard = Dashboard.with_context(allowed_company_ids=companies.ids)
-        return Dashboard.get_dashboard_data()
+        return Dashboard.get_dashboard_data(config_id=config.id if config else False)
 
     def filter_domain(self, name):
         """The domain of a filter of the permit search view, evaluated as the
@@ -156,7 +158,9 @@ class TestSicantikDashboard(SicantikCommon):
         by_type = {t["key"]: t["count"] for t in types["top"]}
         self.assertEqual(by_type, {self.type_siup.id: 7, self.type_imb.id: 4, 0: 2})
         self.assertEqual(types["top"][0]["key"], self.type_siup.id)
-        self.assertEqual((types["count"], types["others"]), (3, 0))
+        # "No type" is listed (it has permits) but is not a type.
+        self.assertEqual((types["count"], types["others"]), (2, 0))
+        self.assertFalse(types["others_action"])
 
         months = data["months"]
         self.assertEqual(len(months), 12)
@@ -186,6 +190,126 @@ class TestSicantikDashboard(SicantikCommon):
                 )
         critical = next(f for f in data["states"] if f["key"] == "critical")
         self.assertEqual(critical["action"]["context"], {"search_default_critical": 1})
+
+    def test_other_types_open_their_permits(self):
+        """Past the top types, "Other types" counts the rest and opens them,
+        with or without "No type" among the rows shown."""
+        Type = self.env["sicantik.permit.type"]
+        for index in range(11):
+            extra = Type.create({"name": f"IZIN {index}", "config_id": self.config.id})
+            self.make_permit(self.config, 100 + index, ptype=extra)
+        types = self.data(self.user_sicantik)["types"]
+        # SIUP 7, IMB 4, no type 2 and 7 of the 11 one-permit types shown.
+        self.assertEqual(len(types["top"]), 10)
+        self.assertIn(0, [t["key"] for t in types["top"]])
+        self.assertEqual((types["count"], types["others"]), (13, 4))
+        self.assertEqual(types["others_count"], 4)
+        self.assertEqual(self.count_of(types["others_action"], self.user_sicantik), 4)
+        with patch.object(sicantik_dashboard, "TOP_TYPES", 1):
+            types = self.data(self.user_sicantik)["types"]
+        # Only SIUP shown: the others are IMB, the 11 and the untyped ones
+        # (12 types: "No type" is none).
+        self.assertEqual([t["key"] for t in types["top"]], [self.type_siup.id])
+        self.assertEqual((types["others"], types["others_count"]), (17, 12))
+        self.assertEqual(self.count_of(types["others_action"], self.user_sicantik), 17)
+
+    def test_connector_filter(self):
+        """With a connector chosen every figure counts its permits only, and
+        opens a list of as many."""
+        user = new_test_user(
+            self.env,
+            login="sicantik_two_offices",
+            groups="sicantik_connector.sicantik_connector_group_user",
+            company_ids=[Command.set((self.env.company | self.company_b).ids)],
+        )
+        both = self.env.company | self.company_b
+        data = self.data(user, both)
+        self.assertEqual(
+            {c["id"] for c in data["connectors"]}, {self.config.id, self.config_b.id}
+        )
+        self.assertFalse(data["config_id"])
+        self.assertEqual(data["total"], 15)
+        data = self.data(user, both, self.config_b)
+        self.assertEqual(data["config_id"], self.config_b.id)
+        self.assertEqual(data["total"], 2)
+        states = {f["key"]: f["count"] for f in data["states"]}
+        self.assertEqual(states["critical"], 2)
+        self.assertEqual(states["expired"], 0)
+        self.assertEqual(data["types"]["count"], 0)
+        figures = (
+            data["states"] + data["horizons"] + data["types"]["top"] + data["months"]
+        )
+        for figure in figures:
+            with self.subTest(figure=figure["key"]):
+                self.assertEqual(self.count_of(figure["action"], user), figure["count"])
+        data = self.data(user, both, self.config)
+        self.assertEqual(data["total"], 13)
+        self.assertEqual(data["types"]["count"], 2)
+        # A connector the user may not read is no filter at all.
+        self.assertEqual(
+            self.data(self.user_sicantik, config=self.config_b)["total"], 13
+        )
+
+    def test_state_colours(self):
+        """Critical red, warning amber, expired grey, valid green: the
+        dashboard's cards carry the decoration the permit views use."""
+        decorations = {f["key"]: f["decoration"] for f in self.data()["states"]}
+        self.assertEqual(
+            decorations,
+            {
+                "expired": "muted",
+                "critical": "danger",
+                "warning": "warning",
+                "ok": "success",
+                "none": "info",
+                "revoked": "muted",
+            },
+        )
+
+    def test_first_sync_progress(self):
+        """On a database without permits, a running permit sync shows on the
+        dashboard with its progress."""
+        fresh = self.env["sicantik.config"].create(
+            {"name": "Baru", "api_url": "http://127.0.0.1:9/backoffice/api"}
+        )
+        self.assertFalse(self.data(config=fresh)["sync"])
+        log = self.env["sicantik.sync.log"]._start(fresh, "permits", "button")
+        log.write({"progress_done": 150, "progress_total": 600})
+        sync = self.data(self.user_sicantik, config=fresh)["sync"]
+        self.assertEqual(sync["id"], log.id)
+        self.assertTrue(sync["first"])
+        self.assertEqual(
+            (sync["done"], sync["total"], sync["progress"]), (150, 600, 25)
+        )
+        self.assertEqual(sync["action"]["res_id"], log.id)
+        # With permits already there it is a sync, not the first one.
+        self.assertFalse(self.data(self.user_sicantik)["sync"]["first"])
+        log._finish("done")
+        self.assertFalse(self.data(config=fresh)["sync"])
+
+    def test_numbers_to_fix_figure(self):
+        Partner = self.env["res.partner"]
+        mobile = Partner.create({"name": "Ada", "whatsapp_number": "0812 3456 7890"})
+        missing = Partner.create({"name": "Tidak Ada"})
+        self.permits[0].partner_id = mobile
+        self.permits[1].partner_id = missing
+        self.permits_b[0].partner_id = missing
+        holders = self.data(self.user_sicantik)["holders"]
+        self.assertEqual(holders["count"], 1)
+        self.assertEqual(
+            holders["action"]["id"],
+            self.env.ref("sicantik_connector.action_sicantik_numbers_to_fix").id,
+        )
+        found = Partner.with_user(self.user_sicantik).search(
+            safe_eval(holders["action"]["domain"])
+            if isinstance(holders["action"]["domain"], str)
+            else holders["action"]["domain"]
+        )
+        self.assertEqual(found, missing)
+        # Per connector: the holders of that connector's permits.
+        self.permits[1].partner_id = mobile
+        self.assertEqual(self.data(config=self.config)["holders"]["count"], 0)
+        self.assertEqual(self.data(config=self.config_b)["holders"]["count"], 1)
 
     def test_stat_buttons(self):
         """The stat buttons of a connector and a permit type open lists with

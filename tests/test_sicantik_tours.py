@@ -1,15 +1,19 @@
 import base64
 import importlib.util
+import json
 import os
 import random
+import re
 import unittest
 from datetime import timedelta
 from pathlib import Path
 from unittest.mock import patch
 
 from odoo import fields
-from odoo.tests import HttpCase, tagged
+from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tests import common as odoo_test_common
+from odoo.tools.misc import file_path
+from odoo.tools.translate import PoFileReader
 
 from odoo.addons.sicantik_connector.sandbox import SandboxServer
 from odoo.addons.sicantik_connector.sandbox.data import PERMIT_TYPE_SPECS
@@ -18,6 +22,41 @@ from .common import ALLOWED_LOOPBACK, use_loopback_send
 
 # Where the README's screenshot goes (taken with SICANTIK_SCREENSHOT=1).
 SCREENSHOT = Path(__file__).resolve().parents[1] / "static/description/dashboard.png"
+ADDON = "sicantik_connector"
+LANG = "id_ID"
+PLACEHOLDER = re.compile(r"%\(\w+\)[sd]|%[sd]|\{\w*\}")
+REGEX_SPECIALS = re.compile(r"([\\^$.*+?()\[\]{}|/])")
+
+
+def english_patterns(env):
+    """JavaScript patterns of the addon's msgids that Indonesian translates
+    differently: seen verbatim by an Indonesian user, they are English left
+    untranslated. A placeholder matches any text. Msgids that another
+    installed module also translates (Odoo's own "Activities", "Company",
+    ...) are left to that module's catalogue; HTML help texts, and msgids
+    with fewer than three letters outside their placeholders, are skipped."""
+    core = set()
+    modules = env["ir.module.module"].search(
+        [("state", "=", "installed"), ("name", "!=", ADDON)]
+    )
+    for module in modules.mapped("name"):
+        try:
+            path = file_path(f"{module}/i18n/id.po")
+        except FileNotFoundError:
+            continue
+        core.update(row["src"] for row in PoFileReader(path))
+    patterns = set()
+    for row in PoFileReader(file_path(f"{ADDON}/i18n/id.po")):
+        source = " ".join(row["src"].split())
+        value = " ".join((row["value"] or "").split())
+        if not value or value == source or row["src"] in core or "<" in source:
+            continue
+        parts = PLACEHOLDER.split(source)
+        if sum(ch.isalpha() for ch in "".join(parts)) < 3:
+            continue
+        escaped = [REGEX_SPECIALS.sub(r"\\\1", part) for part in parts]
+        patterns.add("^" + ".+?".join(escaped) + "$")
+    return sorted(patterns)
 
 
 def browser_problem():
@@ -102,32 +141,158 @@ class TestSicantikTours(HttpCase):
         self.assertEqual(log.state, "done")
         self.assertGreaterEqual(self.sandbox.stats()["requests"], 1)
 
-    def test_dashboard_screenshot(self):
-        """A dashboard as an office sees it; with SICANTIK_SCREENSHOT=1 its
-        picture is saved for the README."""
-        self.fill_office()
+    def test_holder_tour_in_indonesian(self):
+        """A SICANTIK User in Indonesian: dashboard, Numbers to fix, a holder,
+        their permit, a note; no English string of ours on the way."""
+        self.env["res.lang"]._activate_lang(LANG)
+        self.env["ir.module.module"].search(
+            [("name", "=", ADDON)]
+        )._update_translations([LANG])
+        clerk = new_test_user(
+            self.env,
+            login="petugas",
+            name="Petugas Perizinan",
+            groups="sicantik_connector.sicantik_connector_group_user",
+            lang=LANG,
+            tz="Asia/Jakarta",
+        )
+        self.assertFalse(clerk.has_group("base.group_system"))
+        permit_type = self.env["sicantik.permit.type"].create(
+            {"name": "IZIN USAHA PERDAGANGAN", "config_id": self.config.id}
+        )
+        Partner = self.env["res.partner"]
+        holder = Partner.create({"name": "CV Sinar Karo", "is_company": True})
+        reachable = Partner.create(
+            {"name": "Toko Berastagi", "whatsapp_number": "0812 3456 7890"}
+        )
+        permits = self.make_permits(
+            [
+                (20, permit_type),
+                (200, permit_type),
+                (45, permit_type),
+                (-3, permit_type),
+            ]
+        )
+        permits[:2].write({"partner_id": holder.id, "applicant_phone": "0628 20555"})
+        permits[2].partner_id = reachable
+        terms = english_patterns(self.env)
+        self.assertIn("^Numbers to fix$", terms)
+        self.assertIn("^.+? permits$", terms)
+        self.start_tour(
+            "/odoo/action-sicantik_connector.sicantik_dashboard_action",
+            "sicantik_holder_tour",
+            login="petugas",
+            code=f"window.sicantikEnglishTerms = {json.dumps(terms)}; "
+            "odoo.startTour('sicantik_holder_tour', {stepDelay: 0, "
+            "keepWatchBrowser: false, debug: false, startUrl: "
+            "'/odoo/action-sicantik_connector.sicantik_dashboard_action', "
+            "delayToCheckUndeterminisms: 0})",
+        )
+        note = permits[:2].message_ids.filtered(
+            lambda m: "Pemegang izin sudah dihubungi" in (m.body or "")
+        )
+        self.assertEqual(len(note), 1)
+        self.assertEqual(note.author_id, clerk.partner_id)
+        self.assertTrue(note.subtype_id.internal, "a note, not a message")
+
+    def test_screenshots(self):
+        """The dashboard, the Numbers to fix list and a permit as an office
+        sees them; with SICANTIK_SCREENSHOT=1 their pictures are saved for
+        the README."""
+        permits = self.fill_office()
+        holders = self.fill_holders(permits)
+        # A permit close to expiry, the kind staff call the holder about.
+        permit = permits.filtered(lambda p: p.expiry_state == "critical")[:1]
+        permit.partner_id = holders[0]
+        permit.message_post(
+            body="Pemegang izin sudah ditelepon: perpanjangan diajukan minggu ini.",
+            message_type="comment",
+            subtype_xmlid="mail.mt_note",
+        )
+        permit.activity_schedule(
+            "mail.mail_activity_data_call",
+            summary="Tanyakan nomor WhatsApp pemegang izin",
+            user_id=self.env.ref("base.user_admin").id,
+        )
         original_stop = odoo_test_common.ChromeBrowser.stop
+        target = {}
 
         def stop(browser):
-            # The tour ended on the drawn dashboard: take it before closing.
+            # The tour ended on the drawn screen: take it before closing.
             if hasattr(browser, "ws"):
                 shot = browser._websocket_request(
                     "Page.captureScreenshot", params={"format": "png"}, timeout=30
                 )
-                SCREENSHOT.write_bytes(base64.b64decode(shot["data"]))
+                target["path"].write_bytes(base64.b64decode(shot["data"]))
             original_stop(browser)
 
         screenshot = os.environ.get("SICANTIK_SCREENSHOT") == "1"
+        screens = [
+            (
+                "dashboard.png",
+                "/odoo/action-sicantik_connector.sicantik_dashboard_action",
+                "sicantik_dashboard_screenshot_tour",
+            ),
+            (
+                "holders.png",
+                "/odoo/action-sicantik_connector.action_sicantik_numbers_to_fix",
+                "sicantik_holders_screenshot_tour",
+            ),
+            (
+                "permit.png",
+                f"/odoo/action-sicantik_connector.sicantik_permit_action/{permit.id}",
+                "sicantik_permit_screenshot_tour",
+            ),
+        ]
         with patch.object(
             odoo_test_common.ChromeBrowser,
             "stop",
             stop if screenshot else original_stop,
         ):
-            self.start_tour(
-                "/odoo/action-sicantik_connector.sicantik_dashboard_action",
-                "sicantik_dashboard_screenshot_tour",
-                login="admin",
+            for name, url, tour in screens:
+                target["path"] = SCREENSHOT.with_name(name)
+                self.start_tour(url, tour, login="admin")
+
+    def fill_holders(self, permits):
+        """Holders for 40 of the permits: most with a mobile number, some to
+        fix (no number, a landline, a number the gateway refused)."""
+        rng = random.Random(2)
+        names = [
+            "CV Sinar Karo",
+            "UD Tani Makmur",
+            "PT Berastagi Segar",
+            "Toko Sumber Rejeki",
+            "CV Jeruk Manis",
+            "Koperasi Tanah Karo",
+            "Rumah Makan Lau Kawar",
+            "UD Kopi Sibayak",
+            "Apotek Kabanjahe",
+            "Bengkel Simpang Empat",
+        ]
+        numbers = [
+            False,
+            "0628 20123",
+            "0812 6011 2345",
+            "0813 7022 3456",
+            "0852 6133 4567",
+        ]
+        Partner = self.env["res.partner"]
+        holders = Partner
+        for index, name in enumerate(names):
+            number = numbers[index % len(numbers)]
+            holders |= Partner.create(
+                {"name": name, "is_company": True, "whatsapp_number": number}
             )
+        holders[-1]._sicantik_flag_invalid_number("The number is not on WhatsApp.")
+        chosen = rng.sample(list(permits), 40)
+        for index, permit in enumerate(chosen):
+            permit.write(
+                {
+                    "partner_id": holders[index % len(holders)].id,
+                    "applicant_phone": f"0812 60{index:02d} 1{index:03d}",
+                }
+            )
+        return holders
 
     def fill_office(self):
         """About 1,000 permits over the sandbox's permit types, a few runs and
@@ -178,3 +343,4 @@ class TestSicantikTours(HttpCase):
                     for index, permit in enumerate(soon)
                 ]
             )
+        return permits

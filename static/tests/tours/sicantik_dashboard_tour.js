@@ -133,3 +133,25 @@ registry.category("web_tour.tours").add("sicantik_dashboard_screenshot_tour", {
         },
     ],
 });
+
+// End on the drawn Numbers to fix list and on a permit (README pictures).
+registry.category("web_tour.tours").add("sicantik_holders_screenshot_tour", {
+    url: "/odoo/action-sicantik_connector.action_sicantik_numbers_to_fix",
+    steps: () => [
+        {
+            content: "The holders to fix are listed with their numbers",
+            trigger: ".o_list_view .o_data_row .o_field_widget[name=whatsapp_number_state] .badge",
+        },
+    ],
+});
+
+// No url: the test opens the permit it wrote a note on.
+registry.category("web_tour.tours").add("sicantik_permit_screenshot_tour", {
+    steps: () => [
+        {
+            content: "The permit, its holder, its note and its activity are drawn",
+            trigger:
+                ".o_form_view:has(.o_field_widget[name=partner_id] a, .o_field_widget[name=partner_id] input) .o-mail-Chatter:has(.o-mail-Message):has(.o-mail-Activity)",
+        },
+    ],
+});

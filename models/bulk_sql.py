@@ -11,6 +11,12 @@ names, phone numbers and tax numbers of a whole page. The caller reports the
 failure in its own words.
 """
 
+from contextlib import contextmanager
+
+import psycopg2
+import psycopg2.errors
+import psycopg2.extensions
+
 from odoo import fields
 from odoo.tools import SQL
 
@@ -126,3 +132,34 @@ def bulk_update(model, rows, keep_null=()):
         log_exceptions=False,
     )
     return model.env.cr.rowcount
+
+
+# A row that bad data makes the database refuse is set aside; these errors
+# are not about the row.
+ROW_ERRORS = (psycopg2.Error, ValueError)
+# Another transaction committed a change to a row this one also writes (two
+# jobs of one connector touch its settings row and shared holders). Nothing is
+# wrong with the data: the job loop drops the step and runs it again.
+CONCURRENCY_ERRORS = (
+    psycopg2.extensions.TransactionRollbackError,  # serialization, deadlock
+    psycopg2.errors.LockNotAvailable,
+)
+
+
+class ConcurrentUpdate(Exception):  # noqa: N818 (not an error of the data)
+    """A write lost a race with another job; retried by the job loop."""
+
+
+@contextmanager
+def row_attempt(cr, flush=False):
+    """A savepoint around one write that bad data may refuse (``ROW_ERRORS``).
+
+    A lost race is not bad data: setting the rows aside one by one would fail
+    the same way for each of them. It leaves as ``ConcurrentUpdate``, which no
+    ``except ROW_ERRORS`` catches.
+    """
+    try:
+        with cr.savepoint(flush=flush):
+            yield
+    except CONCURRENCY_ERRORS as err:
+        raise ConcurrentUpdate(type(err).__name__) from err

@@ -7,8 +7,7 @@ from odoo.tools import SQL
 
 from ..tools import const, expiry
 from ..tools.sicantik_exceptions import SicantikError
-from .bulk_sql import bulk_update
-from .sicantik_permit_sync import ROW_ERRORS
+from .bulk_sql import ROW_ERRORS, bulk_update, row_attempt
 
 _logger = logging.getLogger(__name__)
 
@@ -462,12 +461,12 @@ class SicantikExpirySync(models.AbstractModel):
         Permit.flush_model()
         refused = set()
         try:
-            with self.env.cr.savepoint(flush=False):
+            with row_attempt(self.env.cr):
                 bulk_update(Permit, updates, keep_null=DETAIL_COLUMNS)
         except ROW_ERRORS:
             for row, _result in results:
                 try:
-                    with self.env.cr.savepoint(flush=False):
+                    with row_attempt(self.env.cr):
                         bulk_update(
                             Permit,
                             {row["id"]: updates[row["id"]]},
@@ -501,12 +500,12 @@ class SicantikExpirySync(models.AbstractModel):
         refuses leaves its permit unlinked (tried again with its next answer)
         and never costs the chunk."""
         try:
-            with self.env.cr.savepoint():
+            with row_attempt(self.env.cr, flush=True):
                 permits._link_partners()
         except ROW_ERRORS:
             for permit in permits:
                 try:
-                    with self.env.cr.savepoint():
+                    with row_attempt(self.env.cr, flush=True):
                         permit._link_partners()
                 except ROW_ERRORS as err:
                     _logger.warning(

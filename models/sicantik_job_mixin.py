@@ -10,6 +10,8 @@ import pytz
 from odoo import api, fields, models, tools
 from odoo.tools import SQL
 
+from .bulk_sql import CONCURRENCY_ERRORS, ConcurrentUpdate
+
 _logger = logging.getLogger(__name__)
 
 DEFAULT_TZ = "Asia/Jakarta"
@@ -234,6 +236,26 @@ class SicantikJobMixin(models.AbstractModel):
                 continue
             try:
                 more += bool(job._job_batch(config, deadline, progress))
+                self.env.flush_all()
+            except (ConcurrentUpdate, *CONCURRENCY_ERRORS) as err:
+                if not self._job_can_commit():
+                    # Not our transaction to roll back (a button, a test): the
+                    # driver's own error lets Odoo's request retry take it.
+                    raise (err.__cause__ or err) from None
+                # Another job of this connector committed first (the permit
+                # and the expiry sync both write the connector's row and
+                # shared holders). The step is dropped; its run stays open
+                # and the next callback resumes it from the last commit.
+                _logger.info(
+                    "SICANTIK %s (id %s): %s sync step lost a race with another "
+                    "job (%s); it runs again",
+                    config.name,
+                    config.id,
+                    self._job_operation,
+                    err,
+                )
+                self._job_rollback()
+                more += 1
             except Exception:
                 _logger.exception(
                     "SICANTIK %s (id %s): %s sync failed",

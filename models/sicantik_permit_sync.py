@@ -2,14 +2,12 @@ import logging
 import time
 from datetime import datetime, timedelta
 
-import psycopg2
-
 from odoo import _, api, fields, models
 from odoo.tools import SQL
 
 from ..tools import expiry
 from ..tools.sicantik_exceptions import SicantikError
-from .bulk_sql import bulk_insert, bulk_update
+from .bulk_sql import ROW_ERRORS, bulk_insert, bulk_update, row_attempt
 from .sicantik_permit_type import normalise_type_name
 
 _logger = logging.getLogger(__name__)
@@ -48,7 +46,6 @@ DELIST_MAX_PERCENT = 10
 DELIST_ALWAYS_ALLOWED = 5
 # What a row the database refuses raises: a constraint or driver error, or
 # the driver refusing a value before sending it (a NUL character).
-ROW_ERRORS = (psycopg2.Error, ValueError)
 
 
 def _error_code(err):
@@ -606,7 +603,7 @@ class SicantikPermitSync(models.AbstractModel):
         Permit = self.env["sicantik.permit"]
         conflict = PERMIT_KEY
         try:
-            with self.env.cr.savepoint(flush=False):
+            with row_attempt(self.env.cr):
                 created = bulk_insert(Permit, new_rows, conflict=conflict)
                 bulk_update(Permit, updates)
             counts["created"] += len(created)
@@ -646,7 +643,7 @@ class SicantikPermitSync(models.AbstractModel):
         """Run ``write`` in a savepoint; None when it worked, else the reason
         in staff words (never the values: they are personal data)."""
         try:
-            with self.env.cr.savepoint(flush=False):
+            with row_attempt(self.env.cr):
                 write()
             return None
         except ROW_ERRORS as err:

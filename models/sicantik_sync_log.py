@@ -847,9 +847,13 @@ class SicantikSyncLog(models.Model):
     @api.model
     def _close_internal_error(self, config, operation, log, detail):
         """Close the running row of ``operation`` (or a new one) after an
-        unexpected error, with the end of the traceback for managers."""
+        unexpected error, with its traceback (start and end) for managers."""
         log = log or self.sudo()._start(config, operation)
-        log._set_failure("internal", detail[-4000:])
+        if len(detail) > 4000:
+            # The first exception is the cause; what follows it is often only
+            # "current transaction is aborted".
+            detail = f"{detail[:1500]}\n[…]\n{detail[-2500:]}"
+        log._set_failure("internal", detail)
         log._finish()
 
     def _close_interrupted(self):

@@ -3,6 +3,8 @@
 import contextlib
 from unittest.mock import patch
 
+import psycopg2.errors
+
 from odoo import SUPERUSER_ID, api, fields, sql_db
 from odoo.exceptions import UserError
 from odoo.tests import tagged
@@ -10,6 +12,7 @@ from odoo.tools import mute_logger
 
 from odoo.addons.base.models.ir_cron import ir_cron
 
+from ..models.bulk_sql import ConcurrentUpdate, row_attempt
 from ..models.sicantik_expiry_sync import SicantikExpirySync
 from ..models.sicantik_permit_sync import SicantikPermitSync
 from .common import SicantikSandboxCase
@@ -202,3 +205,77 @@ class TestConcurrency(SicantikSandboxCase):
         self.assertLessEqual(stats["peak_rate"], 10, "the server's limit held")
         for config in (first, second):
             self.assertEqual(self.logs("permits", config).state, "done")
+
+    # ------------------------------------------------------------------
+    # A lost race is not bad data
+    # ------------------------------------------------------------------
+
+    def _race_on_a_committed_row(self):
+        """Make another worker commit a change to a row this transaction
+        (whose snapshot is older) then writes: PostgreSQL refuses the write."""
+        partner = self.env.ref("base.partner_admin")
+        self.env.cr.execute(
+            "SELECT comment FROM res_partner WHERE id = %s", [partner.id]
+        )
+        before = self.env.cr.fetchone()[0]
+
+        def restore():
+            with other_connection(self.env.cr.dbname) as cr:
+                cr.execute(
+                    "UPDATE res_partner SET comment = %s WHERE id = %s",
+                    [before, partner.id],
+                )
+                cr.commit()
+
+        with other_connection(self.env.cr.dbname) as cr:
+            cr.execute(
+                "UPDATE res_partner SET comment = 'raced' WHERE id = %s", [partner.id]
+            )
+            cr.commit()
+        self.addCleanup(restore)
+        return partner
+
+    def test_a_lost_race_is_not_a_row_set_aside(self):
+        partner = self._race_on_a_committed_row()
+        Sync = self.env["sicantik.permit.sync"]
+
+        def write():
+            self.env.cr.execute(
+                "UPDATE res_partner SET comment = 'ours' WHERE id = %s", [partner.id]
+            )
+
+        # Set aside row by row, the race would refuse every row of the page.
+        with self.assertRaises(ConcurrentUpdate), mute_logger("odoo.sql_db"):
+            Sync._try_write(write)
+        # The savepoint was rolled back: the transaction goes on.
+        self.env.cr.execute("SELECT 1")
+        self.assertEqual(self.env.cr.fetchone(), (1,))
+
+    def test_bad_data_is_still_set_aside(self):
+        Sync = self.env["sicantik.permit.sync"]
+
+        def write():
+            self.env.cr.execute("SELECT 1 / 0")
+
+        with mute_logger("odoo.sql_db"):
+            reason = Sync._try_write(write)
+        self.assertTrue(reason)
+
+    def test_a_lost_race_of_a_button_is_left_to_the_request_retry(self):
+        """Outside a cron worker the job does not roll back a transaction it
+        does not own: the driver's error reaches Odoo's request retry."""
+        partner = self._race_on_a_committed_row()
+
+        def batch(model, config, deadline, progress):
+            with row_attempt(model.env.cr):
+                model.env.cr.execute(
+                    "UPDATE res_partner SET comment = 'ours' WHERE id = %s",
+                    [partner.id],
+                )
+
+        with (
+            patch.object(SicantikPermitSync, "_job_batch", batch),
+            self.assertRaises(psycopg2.errors.SerializationFailure),
+            mute_logger("odoo.sql_db"),
+        ):
+            self.env["sicantik.permit.sync"]._job_run()

@@ -29,6 +29,8 @@ ACCESS = {
     "sicantik.config.expiry.sync": {"manager": "rwcu", "admin": "rwcu"},
     "sicantik.whatsapp.provider": {"user": "r", "manager": "rwcu", "admin": "rwcu"},
     "sicantik.notification": {"user": "r", "manager": "rwu", "admin": "rwu"},
+    # Written by the webhook controller only; managers may clear old events.
+    "sicantik.whatsapp.event": {"user": "r", "manager": "ru", "admin": "ru"},
     "sicantik.whatsapp.test.message": {"manager": "rwcu", "admin": "rwcu"},
     # Written by the rate limiter's own connection only; managers may look.
     "sicantik.rate.bucket": {"manager": "r", "admin": "r"},

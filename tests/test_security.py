@@ -29,6 +29,8 @@ ACCESS = {
     "sicantik.config.expiry.sync": {"manager": "rwcu", "admin": "rwcu"},
     "sicantik.whatsapp.provider": {"user": "r", "manager": "rwcu", "admin": "rwcu"},
     "sicantik.notification": {"user": "r", "manager": "rwu", "admin": "rwu"},
+    # Recorded by the webhook (superuser); staff read, managers may delete.
+    "sicantik.whatsapp.event": {"user": "r", "manager": "ru", "admin": "ru"},
     "sicantik.whatsapp.test.message": {"manager": "rwcu", "admin": "rwcu"},
     # Written by the rate limiter's own connection only; managers may look.
     "sicantik.rate.bucket": {"manager": "r", "admin": "r"},
@@ -48,6 +50,7 @@ MANAGER_ACTIONS = {
     ("sicantik.notification", "action_retry"),
     ("sicantik.notification", "action_cancel"),
     ("sicantik.whatsapp.provider", "action_open_test_message"),
+    ("sicantik.whatsapp.provider", "action_regenerate_webhook_token"),
     ("sicantik.whatsapp.test.message", "action_send"),
 }
 NAVIGATION_ACTIONS = {
@@ -179,6 +182,10 @@ class TestSecurity(SicantikSandboxCase):
                 {"message": "Edited"},
             ),
             "sicantik.rate.bucket": ({"key": "sicantik:example.test"}, {"pace": 0.5}),
+            "sicantik.whatsapp.event": (
+                {"provider_id": self.provider.id, "body_digest": "d", "kind": "other"},
+                {"outcome": "ignored"},
+            ),
         }[model]
 
     def _rights(self, model, user):

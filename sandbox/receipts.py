@@ -53,6 +53,8 @@ class Posted:
     state: str
     attempts: int = 0
     status: int | None = None  # the last HTTP status (None: no answer)
+    chain: int = 0  # the message's receipts are posted in order...
+    order: int = 0  # ...each one after the previous one was taken
 
 
 def _hmac(secret, data, algorithm):
@@ -145,9 +147,9 @@ def _bodies(gateway, message, state, at, settings, state_id):
 
 
 class ReceiptSender:
-    """One thread posting due receipts, retrying until each is taken."""
+    """A few threads posting due receipts, retrying until each is taken."""
 
-    def __init__(self, stopping, *, timeout=5.0, max_retry_pause=2.0):
+    def __init__(self, stopping, *, timeout=5.0, max_retry_pause=2.0, workers=4):
         self._stopping = stopping
         self._timeout = timeout
         self._max_pause = max_retry_pause
@@ -156,9 +158,12 @@ class ReceiptSender:
         self._heap = []  # (due, seq, job)
         self._seq = itertools.count()
         self._posted = []
+        self._chains = itertools.count()
+        self._taken = {}  # chain -> receipts of it taken so far
         self._in_flight = 0
         self._paused = False
-        self._thread = None
+        self._workers = workers  # posts in parallel, as a gateway does
+        self._threads = []
 
     # -- configuration ------------------------------------------------------
     def configure(self, gateway, url, **options):
@@ -179,6 +184,7 @@ class ReceiptSender:
         with self._lock:
             self._heap.clear()
             self._posted.clear()
+            self._taken.clear()
 
     # -- producing ----------------------------------------------------------
     def message_taken(self, message):
@@ -198,6 +204,7 @@ class ReceiptSender:
         if settings.out_of_order:
             timeline.reverse()  # ...but posted newest first
         state_id = f"st-{message.message_id}"
+        chain = next(self._chains)
         jobs = []
         for index, (state, happened) in enumerate(timeline):
             due = now + settings.delay * (index + 1)
@@ -213,7 +220,13 @@ class ReceiptSender:
                         settings.url,
                         data,
                         headers,
-                        Posted(message.gateway, message.message_id, state),
+                        Posted(
+                            message.gateway,
+                            message.message_id,
+                            state,
+                            chain=chain,
+                            order=len(jobs),
+                        ),
                     )
                 )
         with self._lock:
@@ -245,24 +258,24 @@ class ReceiptSender:
 
     # -- the thread ---------------------------------------------------------
     def _ensure_thread(self):
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(
+        self._threads = [t for t in self._threads if t.is_alive()]
+        while len(self._threads) < self._workers:
+            thread = threading.Thread(
                 target=self._run, name="gateway-sandbox-receipts", daemon=True
             )
-            self._thread.start()
+            thread.start()
+            self._threads.append(thread)
 
     def _run(self):
         while not self._stopping.is_set():
             with self._lock:
-                if not self._heap or self._paused:
-                    self._lock.wait(0.1)
+                entry = None if self._paused else self._next_ready()
+                if entry is None:
+                    self._lock.wait(0.05)
                     continue
-                due, _seq, job = self._heap[0]
-                wait = due - time.time()
-                if wait > 0:
-                    self._lock.wait(min(wait, 0.1))
-                    continue
-                heapq.heappop(self._heap)
+                self._heap.remove(entry)
+                heapq.heapify(self._heap)
+                job = entry[2]
                 self._in_flight += 1
             _due, url, data, headers, record = job
             status = self._post(url, data, headers)
@@ -270,12 +283,25 @@ class ReceiptSender:
                 self._in_flight -= 1
                 record.attempts += 1
                 record.status = status
-                if status != 200:
+                if status == 200:
+                    self._taken[record.chain] = self._taken.get(record.chain, 0) + 1
+                else:
                     pause = min(self._max_pause, 0.2 * 2 ** min(record.attempts, 8))
                     heapq.heappush(
                         self._heap, (time.time() + pause, next(self._seq), job)
                     )
                 self._lock.notify_all()
+
+    def _next_ready(self):
+        """The earliest due receipt whose message's earlier ones were taken."""
+        now = time.time()
+        ready = [
+            entry
+            for entry in self._heap
+            if entry[0] <= now
+            and entry[2][4].order == self._taken.get(entry[2][4].chain, 0)
+        ]
+        return min(ready) if ready else None
 
     def _post(self, url, data, headers):
         request = urllib.request.Request(url, data=data, headers=headers, method="POST")

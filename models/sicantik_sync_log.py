@@ -623,12 +623,14 @@ class SicantikSyncLog(models.Model):
         """Tell the open log and connector views to reload: every SICANTIK
         user listens on the channel of the SICANTIK / User group. One row
         in the bus per call, sent when the transaction commits."""
-        group = self.env.ref(
+        # The id from the cached xmlid table: no query per page.
+        group_id = self.env["ir.model.data"]._xmlid_to_res_id(
             "sicantik_connector.sicantik_connector_group_user",
             raise_if_not_found=False,
         )
-        if not group or not self:
+        if not group_id or not self:
             return
+        group = self.env["res.groups"].browse(group_id)
         bus = self.env["bus.bus"].sudo()
         for log in self:
             bus._sendone(

@@ -158,34 +158,40 @@ class SicantikNotification(models.Model):
     def _cron_queue_reminders(self):
         """09:00: queue the due reminder of every expiring permit; the sender
         job sends them at the provider's pace."""
-        Log = self.env["sicantik.sync.log"]
         for config in self.env["sicantik.config"].search([]):
-            log = Log._start(config, "notifications")
-            counts = self._queue_reminders(config, config._today())
-            log.write(
-                {
-                    "fetched_count": counts["queued"]
-                    + counts["already"]
-                    + counts["unreachable"]
-                    + counts["opted_out"],
-                    "created_count": counts["queued"],
-                    "unchanged_count": counts["already"],
-                    "skipped_count": counts["unreachable"] + counts["opted_out"],
-                    "progress_done": counts["queued"],
-                }
-            )
-            log._finish(
-                "done",
-                _(
-                    "%(queued)s reminder(s) queued, %(already)s already queued "
-                    "earlier, %(unreachable)s holder(s) without a usable WhatsApp "
-                    "number, %(opted_out)s opted out, %(superseded)s older "
-                    "reminder(s) overtaken.",
-                    **counts,
-                ),
-            )
+            # In the connector's language, whoever runs the job.
+            config = config._with_job_lang()
+            self.with_env(config.env)._queue_and_log(config)
         if self.search_count([("state", "=", "queued")], limit=1):
             self.env.ref(SEND_CRON)._trigger()
+
+    @api.model
+    def _queue_and_log(self, config):
+        """The 09:00 job for one connector, with its log row."""
+        log = self.env["sicantik.sync.log"]._start(config, "notifications")
+        counts = self._queue_reminders(config, config._today())
+        log.write(
+            {
+                "fetched_count": counts["queued"]
+                + counts["already"]
+                + counts["unreachable"]
+                + counts["opted_out"],
+                "created_count": counts["queued"],
+                "unchanged_count": counts["already"],
+                "skipped_count": counts["unreachable"] + counts["opted_out"],
+                "progress_done": counts["queued"],
+            }
+        )
+        log._finish(
+            "done",
+            _(
+                "%(queued)s reminder(s) queued, %(already)s already queued "
+                "earlier, %(unreachable)s holder(s) without a usable WhatsApp "
+                "number, %(opted_out)s opted out, %(superseded)s older "
+                "reminder(s) overtaken.",
+                **counts,
+            ),
+        )
 
     @api.model
     def _queue_reminders(self, config, today):
@@ -307,6 +313,10 @@ class SicantikNotification(models.Model):
             notification = self._claim_next(quiet, done)
             if not notification:
                 break
+            # Chatter notes and reasons in the connector's language.
+            notification = notification.with_context(
+                lang=notification.config_id._job_lang()
+            )
             try:
                 notification._send_claimed()
             except Exception:
@@ -329,34 +339,38 @@ class SicantikNotification(models.Model):
 
     @api.model
     def _log_outcomes(self, outcomes):
-        Log = self.env["sicantik.sync.log"]
         for config, counts in outcomes.items():
-            log = Log._start(config, "reminders")
-            log.write(
-                {
-                    "fetched_count": sum(counts.values()),
-                    "created_count": counts["sent"] + counts["logged"],
-                    "failed_count": counts["failed"],
-                    "skipped_count": counts["cancelled"],
-                    "unchanged_count": counts["queued"],
-                    "progress_done": sum(counts.values()),
-                }
-            )
-            log._finish(
-                None,
-                _(
-                    "%(sent)s reminder(s) sent, %(logged)s logged (not sent), "
-                    "%(failed)s failed, %(retry)s to retry later, %(cancelled)s "
-                    "cancelled.",
-                    sent=counts["sent"],
-                    logged=counts["logged"],
-                    failed=counts["failed"],
-                    retry=counts["queued"],
-                    cancelled=counts["cancelled"],
-                ),
-            )
+            config = config._with_job_lang()
+            self.with_env(config.env)._log_connector_outcomes(config, counts)
         if outcomes:
             self._job_commit()
+
+    @api.model
+    def _log_connector_outcomes(self, config, counts):
+        log = self.env["sicantik.sync.log"]._start(config, "reminders")
+        log.write(
+            {
+                "fetched_count": sum(counts.values()),
+                "created_count": counts["sent"] + counts["logged"],
+                "failed_count": counts["failed"],
+                "skipped_count": counts["cancelled"],
+                "unchanged_count": counts["queued"],
+                "progress_done": sum(counts.values()),
+            }
+        )
+        log._finish(
+            None,
+            _(
+                "%(sent)s reminder(s) sent, %(logged)s logged (not sent), "
+                "%(failed)s failed, %(retry)s to retry later, %(cancelled)s "
+                "cancelled.",
+                sent=counts["sent"],
+                logged=counts["logged"],
+                failed=counts["failed"],
+                retry=counts["queued"],
+                cancelled=counts["cancelled"],
+            ),
+        )
 
     @api.model
     def _quiet_config_ids(self):

@@ -430,20 +430,24 @@ class SicantikPermit(models.Model):
     @api.model
     def _cron_update_status(self):
         """00:00: recompute expiry state and status of every permit."""
-        Log = self.env["sicantik.sync.log"]
         for config in self.env["sicantik.config"].search([]):
-            log = Log._start(config, "status")
-            changed, expired = self._update_expiry_states(config, config._today())
-            log.write({"updated_count": changed, "progress_done": changed})
-            log._finish(
-                "done",
-                _(
-                    "%(changed)s permit(s) changed state, %(expired)s of them "
-                    "expired.",
-                    changed=changed,
-                    expired=expired,
-                ),
-            )
+            # In the connector's language, whoever runs the job.
+            config = config._with_job_lang()
+            self.with_env(config.env)._update_status_and_log(config)
+
+    @api.model
+    def _update_status_and_log(self, config):
+        log = self.env["sicantik.sync.log"]._start(config, "status")
+        changed, expired = self._update_expiry_states(config, config._today())
+        log.write({"updated_count": changed, "progress_done": changed})
+        log._finish(
+            "done",
+            _(
+                "%(changed)s permit(s) changed state, %(expired)s of them expired.",
+                changed=changed,
+                expired=expired,
+            ),
+        )
 
     # ------------------------------------------------------------
     # HOLDERS

@@ -331,3 +331,42 @@ class TestJobLanguage(SicantikSandboxCase):
             {"name": "Baru", "api_url": self.sandbox.url}
         )
         self.assertEqual(config.lang, "id_ID")
+
+    def test_the_daily_jobs_write_in_indonesian_when_odoobot_runs(self):
+        """00:00, 09:00 and the sender: each connector's texts in its
+        language, though they do not go through the sync loop."""
+        self.config.write({"quiet_hours_start": 0, "quiet_hours_end": 0})
+        stage = min(self.config._reminder_stages())
+        holder = self.env["res.partner"].create(
+            {"name": "Pemegang Uji", "whatsapp_number": "0812 3456 7890"}
+        )
+        permit = self.env["sicantik.permit"].create(
+            {
+                "config_id": self.config.id,
+                "pendaftaran_id": "7777700000000001",
+                "no_surat": "503/0001/XI/TDP/DPM-PPTSP/2025",
+                "applicant_name": holder.name,
+                "permit_type_name": "SURAT IZIN USAHA PERDAGANGAN (SIUP)",
+                "expiry_date": self.config._today() + timedelta(days=stage),
+                "partner_id": holder.id,
+            }
+        )
+        for xmlid in (
+            "sicantik_connector.ir_cron_update_status",
+            "sicantik_connector.ir_cron_check_expiring",
+            "sicantik_connector.ir_cron_send_reminders",
+        ):
+            self.env.ref(xmlid).method_direct_trigger()
+        status = self.logs("status")[:1]
+        queued = self.logs("notifications")[:1]
+        sent = self.logs("reminders")[:1]
+        self.assertIn("izin berubah status", status.message)
+        self.assertNotIn("changed state", status.message)
+        self.assertIn("pengingat masuk antrean", queued.message)
+        self.assertNotIn("reminder(s) queued", queued.message)
+        self.assertIn("pengingat terkirim", sent.message)
+        self.assertNotIn("reminder(s) sent", sent.message)
+        # The reminder's own chatter note too.
+        note = permit.message_ids.filtered(lambda m: "WhatsApp" in (m.body or ""))
+        self.assertTrue(note)
+        self.assertNotIn("reminder", note[0].body)

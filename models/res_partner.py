@@ -1,3 +1,5 @@
+import re
+
 from markupsafe import Markup
 
 from odoo import _, api, fields, models
@@ -133,8 +135,58 @@ class ResPartner(models.Model):
         return {
             "whatsapp_number": result.e164 or (raw or "").strip() or False,
             "whatsapp_number_state": NUMBER_STATES.get(result.status, "invalid"),
-            "whatsapp_number_note": result.reason or False,
+            "whatsapp_number_note": self._number_note(result.reason),
         }
+
+    @api.model
+    def _number_note(self, reason):
+        """``tools.phone`` explains in English (it knows no Odoo); staff read
+        the note in the language of whoever stores it: the job's is the
+        connector's."""
+        if not reason:
+            return False
+        if match := re.fullmatch(
+            r"first mobile number of the (\d+) numbers given", reason
+        ):
+            return _("first mobile number of the %s numbers given", match[1])
+        if match := re.fullmatch(
+            r"a landline \(area code (\w+)\) cannot receive WhatsApp", reason
+        ):
+            return _("a landline (area code %s) cannot receive WhatsApp", match[1])
+        known = {
+            "no phone number": _("no phone number"),
+            "not a phone number": _("not a phone number"),
+            "not a valid phone number": _("not a valid phone number"),
+            "too short to be a phone number": _("too short to be a phone number"),
+            "too long to be a phone number": _("too long to be a phone number"),
+            "has the wrong number of digits": _("has the wrong number of digits"),
+            "has an unknown country code": _("has an unknown country code"),
+            "a landline cannot receive WhatsApp": _(
+                "a landline cannot receive WhatsApp"
+            ),
+            "cannot tell whether this number is a mobile; enter a mobile number": _(
+                "cannot tell whether this number is a mobile; enter a mobile number"
+            ),
+            "a toll-free number cannot receive WhatsApp": _(
+                "a toll-free number cannot receive WhatsApp"
+            ),
+            "a premium-rate number cannot receive WhatsApp": _(
+                "a premium-rate number cannot receive WhatsApp"
+            ),
+            "a shared-cost number cannot receive WhatsApp": _(
+                "a shared-cost number cannot receive WhatsApp"
+            ),
+            "a company hotline number cannot receive WhatsApp": _(
+                "a company hotline number cannot receive WhatsApp"
+            ),
+            "an internet telephony number cannot receive WhatsApp": _(
+                "an internet telephony number cannot receive WhatsApp"
+            ),
+            "a pager number cannot receive WhatsApp": _(
+                "a pager number cannot receive WhatsApp"
+            ),
+        }
+        return known.get(reason, reason)
 
     @api.model_create_multi
     def create(self, vals_list):

@@ -871,6 +871,18 @@ class SicantikSyncLog(models.Model):
             )
         return self
 
+    def action_open_numbers_to_fix(self):
+        """From a 09:00 run: the holders of this connector it could not remind
+        for want of a usable number, where staff type the right one."""
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "sicantik_connector.action_sicantik_numbers_to_fix"
+        )
+        action["domain"] = self.env["res.partner"]._sicantik_numbers_to_fix_domain() + [
+            ("sicantik_permit_ids.config_id", "=", self.config_id.id)
+        ]
+        return action
+
     # ------------------------------------------------------------
     # AUTOVACUUM
     # ------------------------------------------------------------

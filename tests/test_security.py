@@ -60,6 +60,7 @@ NAVIGATION_ACTIONS = {
     ("sicantik.config", "action_view_notifications"),
     ("sicantik.permit.type", "action_view_permits"),
     ("res.partner", "action_view_sicantik_permits"),
+    ("sicantik.sync.log", "action_open_numbers_to_fix"),
 }
 # SQL metacharacters (and psycopg2/Python placeholders) in values the API sends.
 HOSTILE = "O'Brien\"; DROP TABLE sicantik_permit; -- %s %(x)s \\ ' ;"

@@ -4,6 +4,7 @@ from odoo.tests import tagged
 from odoo.tools.safe_eval import safe_eval
 
 from ..models.sicantik_dashboard import STATE_DECORATIONS
+from ..tools import phone
 from .common import SicantikCommon
 
 ADDON = "sicantik_connector"
@@ -247,3 +248,47 @@ class TestSicantikHolders(SicantikCommon):
                 if attr.startswith("decoration-") and safe_eval(expr, values)
             ]
             self.assertEqual(hit, [STATE_DECORATIONS[state]], state)
+
+    def test_number_notes_are_in_the_staff_language(self):
+        """Every reason tools.phone can give reaches an Indonesian user in
+        Indonesian: the Numbers to fix list shows it."""
+        reasons = {
+            "no phone number",
+            "not a phone number",
+            "not a valid phone number",
+            "a landline cannot receive WhatsApp",
+            "cannot tell whether this number is a mobile; enter a mobile number",
+            *phone._IMPOSSIBLE.values(),
+            *(
+                f"{kind} cannot receive WhatsApp"
+                for kind in phone._NOT_A_PHONE.values()
+            ),
+        }
+        reasons |= {
+            phone.normalize_phone("0812 3456 7890 / 0813 1111 2222").reason,
+            phone.normalize_phone("0628 209845").reason,
+        }
+        Partner = self.env["res.partner"].with_context(lang="id_ID")
+        for reason in sorted(reasons):
+            with self.subTest(reason=reason):
+                note = Partner._number_note(reason)
+                self.assertTrue(note)
+                self.assertNotEqual(note, reason)
+        self.assertIn(
+            "0628", Partner._number_note(phone.normalize_phone("0628 209845").reason)
+        )
+
+    def test_the_0900_run_links_to_its_numbers_to_fix(self):
+        self.env.ref(
+            "sicantik_connector.ir_cron_check_expiring"
+        ).method_direct_trigger()
+        log = self.env["sicantik.sync.log"].search(
+            [("config_id", "=", self.config.id), ("operation", "=", "notifications")],
+            limit=1,
+        )
+        action = log.action_open_numbers_to_fix()
+        listed = self.env["res.partner"].search(action["domain"])
+        self.assertEqual(listed, self.none | self.landline)
+        # The button shows on that log's form only when someone was skipped.
+        arch = self.env["sicantik.sync.log"].get_view(view_type="form")["arch"]
+        self.assertIn("action_open_numbers_to_fix", arch)

@@ -225,13 +225,13 @@ class TestConcurrency(SicantikSandboxCase):
                     "UPDATE res_partner SET comment = %s WHERE id = %s",
                     [before, partner.id],
                 )
-                cr.commit()
+                cr.commit()  # pylint: disable=invalid-commit
 
         with other_connection(self.env.cr.dbname) as cr:
             cr.execute(
                 "UPDATE res_partner SET comment = 'raced' WHERE id = %s", [partner.id]
             )
-            cr.commit()
+            cr.commit()  # pylint: disable=invalid-commit
         self.addCleanup(restore)
         return partner
 

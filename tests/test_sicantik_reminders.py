@@ -31,6 +31,9 @@ class ReminderCase(SicantikCommon):
                 "whatsapp_provider_id": cls.provider.id,
                 "quiet_hours_start": 21.0,
                 "quiet_hours_end": 7.0,
+                # The assertions read the job texts in English (the default
+                # is Indonesian: TestJobLanguage covers that).
+                "lang": "en_US",
             }
         )
         cls.today = cls.config._today()

@@ -457,15 +457,9 @@ class SicantikConfig(models.Model):
         log._add_client_stats(stats)
         log.write({"fetched_count": count, "progress_done": 1})
         log._finish("done", log._test_ok_message(url, count, page.raw_count))
-        config.write(
-            {
-                "tested_url": url,
-                "tested_ok_at": fields.Datetime.now(),
-                "test_failed_url": False,
-                "test_failed_at": False,
-                "test_failed_reason": False,
-            }
-        )
+        # Only a newly approved address is written: pressing the button again
+        # during a sync must not race the sync's writes to this row.
+        config._mark_address_tested()
         log = log.with_env(self.env)
         return log._notification_action(
             log._test_ok_message(url, count, page.raw_count),

@@ -228,8 +228,11 @@ class SicantikExpirySync(models.AbstractModel):
                 ):
                     chunk.append((by_id[key], result))
                     if len(chunk) >= chunk_size:
-                        write(chunk)
-                        chunk = []
+                        # Emptied first: a chunk the database refused (a lost
+                        # race) is not written again by the ``finally`` below,
+                        # in a transaction that is already aborted.
+                        pending, chunk = chunk, []
+                        write(pending)
             finally:
                 # The answers received before a stop are settled: keep them.
                 if chunk:

@@ -18,6 +18,7 @@ from .access import (
     ensure_manager,
     outbound_policy,
 )
+from .bulk_sql import ConcurrentUpdate
 from .sicantik_permit_type import PERMIT_FILTERS
 
 # The regency whose server the addon was first written for.
@@ -522,10 +523,22 @@ class SicantikConfig(models.Model):
                 "warning",
                 _("Already running"),
             )
+        released = False
         try:
             log, stopped = ExpirySync._run_test(config, 10)
-        finally:
+        except (ConcurrentUpdate, psycopg2.Error) as err:
+            # The transaction is lost. The run lock belongs to the connection
+            # and would outlive the request: release it in a sane transaction,
+            # then let Odoo's request retry see the driver's own error.
+            self.env.cr.rollback()
             ExpirySync._job_release_lock(config)
+            released = True
+            if isinstance(err, ConcurrentUpdate) and err.__cause__:
+                raise err.__cause__ from None
+            raise
+        finally:
+            if not released:
+                ExpirySync._job_release_lock(config)
         log = log.with_env(self.env)
         if stopped:
             return log._notification_action(

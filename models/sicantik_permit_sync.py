@@ -337,6 +337,62 @@ class SicantikPermitSync(models.AbstractModel):
     # ------------------------------------------------------------
 
     @api.model
+    def _count_missed(self, config, marker, after):
+        """Count one more missed pass for every permit this pass did not list;
+        returns (permits missed ``after`` passes in a row, listed permits)."""
+        Permit = self.env["sicantik.permit"]
+        Permit.flush_model()
+        cr = self.env.cr
+        cr.execute(
+            SQL(
+                """UPDATE sicantik_permit
+                      SET missed_passes = COALESCE(missed_passes, 0) + 1
+                    WHERE config_id = %(config)s AND delisted_date IS NULL
+                      AND (listed_pass IS NULL OR listed_pass < %(marker)s)""",
+                config=config.id,
+                marker=marker,
+            )
+        )
+        cr.execute(
+            SQL(
+                """SELECT count(*) FILTER (WHERE missed_passes >= %s), count(*)
+                     FROM sicantik_permit
+                    WHERE config_id = %s AND delisted_date IS NULL""",
+                after,
+                config.id,
+            )
+        )
+        counts = cr.fetchone()
+        Permit.invalidate_model(PRESENCE_COLUMNS)
+        return counts
+
+    @api.model
+    def _note_list_incomplete(self, config, log, leaving, listed, percent):
+        """Too many permits would leave at once: the list is taken for broken."""
+        _logger.warning(
+            "SICANTIK %s (id %s): %s of %s permits missing from the permit "
+            "list; more than %s%%, none marked as no longer listed",
+            config.name,
+            config.id,
+            leaving,
+            listed,
+            percent,
+        )
+        self._add_log_message(
+            log,
+            _(
+                "%(count)s of %(listed)s permits were missing from SICANTIK's "
+                "list, more than %(percent)s %%: the list looks incomplete, "
+                "so none was marked as no longer listed. If they really "
+                "left SICANTIK, an administrator can raise the system "
+                "parameter sicantik_connector.delist_max_percent.",
+                count=leaving,
+                listed=listed,
+                percent=percent,
+            ),
+        )
+
+    @api.model
     def _mark_departures(self, config, log):
         """Mark the permits this complete pass did not list.
 
@@ -362,56 +418,14 @@ class SicantikPermitSync(models.AbstractModel):
         percent = self._job_param_int(
             "sicantik_connector.delist_max_percent", DELIST_MAX_PERCENT
         )
+        leaving, listed = self._count_missed(config, marker, after)
         Permit = self.env["sicantik.permit"]
-        Permit.flush_model()
         cr = self.env.cr
-        cr.execute(
-            SQL(
-                """UPDATE sicantik_permit
-                      SET missed_passes = COALESCE(missed_passes, 0) + 1
-                    WHERE config_id = %(config)s AND delisted_date IS NULL
-                      AND (listed_pass IS NULL OR listed_pass < %(marker)s)""",
-                config=config.id,
-                marker=marker,
-            )
-        )
-        cr.execute(
-            SQL(
-                """SELECT count(*) FILTER (WHERE missed_passes >= %s), count(*)
-                     FROM sicantik_permit
-                    WHERE config_id = %s AND delisted_date IS NULL""",
-                after,
-                config.id,
-            )
-        )
-        leaving, listed = cr.fetchone()
-        Permit.invalidate_model(PRESENCE_COLUMNS)
         if not leaving:
             return 0
         allowed = max(DELIST_ALWAYS_ALLOWED, listed * percent // 100)
         if leaving > allowed:
-            _logger.warning(
-                "SICANTIK %s (id %s): %s of %s permits missing from the permit "
-                "list; more than %s%%, none marked as no longer listed",
-                config.name,
-                config.id,
-                leaving,
-                listed,
-                percent,
-            )
-            self._add_log_message(
-                log,
-                _(
-                    "%(count)s of %(listed)s permits were missing from SICANTIK's "
-                    "list, more than %(percent)s %%: the list looks incomplete, "
-                    "so none was marked as no longer listed. If they really "
-                    "left SICANTIK, an administrator can raise the system "
-                    "parameter sicantik_connector.delist_max_percent.",
-                    count=leaving,
-                    listed=listed,
-                    percent=percent,
-                ),
-            )
+            self._note_list_incomplete(config, log, leaving, listed, percent)
             return 0
         today = config._today()
         cr.execute(

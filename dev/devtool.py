@@ -143,6 +143,7 @@ def ensure_venv():
     cons = DEV / "odoo-constraints.txt"
     stamp, value, ok = _stamp_ok("dev", reqs, cons)
     if not ok:
+        ensure_build_deps()  # psycopg2 builds against libpq
         say("setup: installing the test tools (pytest, ruff, pylint-odoo, click-odoo)")
         if not _pip("-r", reqs, "-c", cons):
             die("could not install the test tools from PyPI (see pip's message above)")

@@ -11,5 +11,7 @@ from . import sicantik_expiry_sync
 from . import res_partner
 from . import sicantik_notification
 from . import sicantik_whatsapp_event
+from . import sicantik_sync_log_text
+from . import sicantik_sync_log_bookkeeping
 from . import sicantik_sync_log
 from . import sicantik_dashboard

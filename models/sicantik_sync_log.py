@@ -1,84 +1,21 @@
+"""The sync log: one row per run of one job of a connector.
+
+The row itself: what it counts, how it starts, makes progress (the client's
+statistics, the pages and chunks it adds, the live progress on the bus),
+fails, finishes, resumes or is closed as interrupted, and how long it is
+kept. Its texts live in ``sicantik.sync.log.text``, the per connector and
+job bookkeeping in ``sicantik.sync.log.bookkeeping``; it inherits both.
+"""
+
 import logging
 from datetime import timedelta
 
 from odoo import _, api, fields, models
-from odoo.exceptions import UserError
-from odoo.tools.misc import formatLang
-from odoo.tools.translate import LazyTranslate
 
 from ..tools import const
 from ..tools.api_errors import FT_LIMITER
 
 _logger = logging.getLogger(__name__)
-_lt = LazyTranslate(__name__)
-
-# Failure types of the client (``SicantikError.failure_type``) plus the two the
-# Odoo layer adds, in words a permit office's staff can act on.
-FAILURE_REASONS = {
-    const.FT_TIMEOUT: _lt(
-        "The SICANTIK server did not answer in time. Check the address and the "
-        "network, or raise the timeout."
-    ),
-    const.FT_CONNECTION: _lt(
-        "Odoo could not reach the SICANTIK server. Check the API URL (server "
-        "name and port) and that this Odoo server can reach the internet."
-    ),
-    const.FT_TLS: _lt(
-        "The secure (https) connection to the SICANTIK server failed: its "
-        "certificate is not trusted or does not match the address. Check the "
-        "API URL or ask the server's administrator to renew the certificate."
-    ),
-    const.FT_SERVER: _lt(
-        "The SICANTIK server reported an internal error. It is probably busy or "
-        "under maintenance; the sync tries again later."
-    ),
-    const.FT_RATE_LIMITED: _lt(
-        "The SICANTIK server asked the connector to slow down. The sync "
-        "continues later; lower the requests per second if this repeats."
-    ),
-    const.FT_BAD_REQUEST: _lt(
-        "The SICANTIK server refused a request of the connector. This is a "
-        "fault of the connector: send the technical detail to your administrator."
-    ),
-    const.FT_NOT_FOUND: _lt("The SICANTIK server has no data for this request."),
-    const.FT_BAD_RESPONSE: _lt(
-        "The SICANTIK server sent an answer the connector cannot read. Check "
-        "that the API URL points at the backoffice API (it ends in "
-        "/backoffice/api)."
-    ),
-    const.FT_TOO_LARGE: _lt(
-        "The SICANTIK server sent an answer larger than allowed. Lower the page "
-        "size of the connector."
-    ),
-    const.FT_DATA: _lt(
-        "SICANTIK sent a permit with unusable data; it was skipped and the "
-        "others were synced."
-    ),
-    const.FT_CONFIG: _lt(
-        "The connector's settings do not work with this server. Check the API "
-        "URL (it must end in /backoffice/api) and that this server may call "
-        "the API."
-    ),
-    FT_LIMITER: _lt(
-        "Odoo could not reach its own database to pace the requests to the "
-        "SICANTIK server, so it sent nothing. The sync tries again later; if "
-        "this repeats, ask your administrator to check the database server."
-    ),
-    "interrupted": _lt(
-        "The run stopped before its end, most likely because the Odoo server "
-        "was restarted or stopped it for running too long. The next run "
-        "continues where it stopped."
-    ),
-    "internal": _lt(
-        "An unexpected error occurred in the connector. The technical detail "
-        "is for your administrator."
-    ),
-    "untested": _lt(
-        "The schedule does not use this API URL: it has not passed Test "
-        "Connection yet (or its last test failed). Open the connector and "
-        "press Test Connection; Sync Now also works with it."
-    ),
-}
 
 FAILURE_TYPE_SELECTION = [
     (const.FT_TIMEOUT, "Timeout"),
@@ -119,7 +56,11 @@ class SicantikSyncLog(models.Model):
 
     _name = "sicantik.sync.log"
     _description = "SICANTIK Sync Log"
-    _inherit = ["sicantik.connector.record"]
+    _inherit = [
+        "sicantik.connector.record",
+        "sicantik.sync.log.text",
+        "sicantik.sync.log.bookkeeping",
+    ]
     _order = "id desc"
 
     # A ``running`` row whose heartbeat is older than this belongs to a process
@@ -284,6 +225,22 @@ class SicantikSyncLog(models.Model):
                 log.progress = 0.0
 
     # ------------------------------------------------------------
+    # ACTION METHODS
+    # ------------------------------------------------------------
+
+    def action_open_numbers_to_fix(self):
+        """From a 09:00 run: the holders of this connector it could not remind
+        for want of a usable number, where staff type the right one."""
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "sicantik_connector.action_sicantik_numbers_to_fix"
+        )
+        action["domain"] = self.env["res.partner"]._sicantik_numbers_to_fix_domain() + [
+            ("sicantik_permit_ids.config_id", "=", self.config_id.id)
+        ]
+        return action
+
+    # ------------------------------------------------------------
     # BUSINESS METHODS
     # ------------------------------------------------------------
 
@@ -309,12 +266,6 @@ class SicantikSyncLog(models.Model):
         log = self.sudo().create(values)
         log._bus_progress()
         return log
-
-    @api.model
-    def _failure_reason(self, failure_type):
-        """The staff-facing sentence for a failure type (translated)."""
-        reason = FAILURE_REASONS.get(failure_type) or FAILURE_REASONS["internal"]
-        return str(reason)
 
     def _is_alive(self, now=None):
         """True when this ``running`` row reported progress recently."""
@@ -474,146 +425,56 @@ class SicantikSyncLog(models.Model):
         self.summary = self._in_job_lang()._summary_text()
         self._bus_progress()
 
-    # ------------------------------------------------------------
-    # SUMMARY (in the language of the environment: the connector's)
-    # ------------------------------------------------------------
+    def _set_aside_values(self, set_aside):
+        """The ``set_aside`` text with ``(registration id, reason)`` lines
+        added; capped, so a run of bad pages cannot grow the row for ever."""
+        if not set_aside:
+            return {}
+        lines = (self.set_aside or "").splitlines()
+        lines += [f"{pid}: {reason}" for pid, reason in set_aside]
+        if len(lines) > SET_ASIDE_MAX_LINES:
+            more = len(lines) - SET_ASIDE_MAX_LINES + 1
+            lines = lines[: SET_ASIDE_MAX_LINES - 1] + [
+                _("… and %(count)s more.", count=more)
+            ]
+        return {"set_aside": "\n".join(lines)}
 
-    def _in_job_lang(self):
-        """This row in its connector's language (the language of job texts)."""
-        self.ensure_one()
-        config = self.config_id
-        return self.with_context(lang=config._job_lang()) if config else self
+    @api.model
+    def _resume_run(self, config, operation, log):
+        """The log row of the run to continue, or an empty recordset.
 
-    def _number(self, value, digits=0):
-        """``value`` in the environment's language (1.979 / 1,0 in Indonesian)."""
-        return formatLang(self.env, value or 0, digits=digits)
-
-    def _duration_text(self, seconds):
-        seconds = max(0.0, seconds or 0.0)
-        if seconds < 60:
-            return _("%(seconds)s s", seconds=self._number(seconds, 1))
-        minutes, rest = divmod(round(seconds), 60)
-        if minutes < 60:
-            return _(
-                "%(minutes)s min %(seconds)s s",
-                minutes=self._number(minutes),
-                seconds=self._number(rest),
-            )
-        hours, minutes = divmod(minutes, 60)
-        return _(
-            "%(hours)s h %(minutes)s min",
-            hours=self._number(hours),
-            minutes=self._number(minutes),
+        A ``running`` row of this job whose heartbeat is stale belongs to a
+        killed process: it is closed as interrupted and a new row starts.
+        """
+        Log = self.sudo()
+        now = fields.Datetime.now()
+        orphans = Log.search(
+            [
+                ("config_id", "=", config.id),
+                ("operation", "=", operation),
+                ("state", "=", "running"),
+                ("id", "!=", log.id),
+            ]
         )
+        orphans.filtered(lambda row: not row._is_alive(now))._close_interrupted()
+        if log and log.state == "running":
+            if log._is_alive(now):
+                return log
+            log._close_interrupted()
+        return Log
 
-    def _summary_text(self):
-        """The run in one sentence whose counts add up."""
-        self.ensure_one()
-        if self.operation == "permits":
-            body = self._permits_summary()
-        elif self.operation == "expiry":
-            body = self._expiry_summary()
-        elif self.operation == "permit_types":
-            body = _(
-                "%(count)s permit types read: %(created)s new, %(updated)s "
-                "updated, %(unchanged)s unchanged",
-                count=self._number(self.fetched_count),
-                created=self._number(self.created_count),
-                updated=self._number(self.updated_count),
-                unchanged=self._number(self.unchanged_count),
-            )
-        else:
-            body = (self.message or "").strip().split("\n")[0].rstrip(".")
-        worked = self.rows_read or self.progress_done or self.fetched_count
-        if self.state in ("failed", "interrupted") and not worked:
-            return _(
-                "Stopped before any work: %(reason)s",
-                reason=self.failure_reason or self._failure_reason(self.failure_type),
-            )
-        if self.state == "running":
-            return _("Running: %(summary)s.", summary=body)
-        if not body:
-            return False
-        if self.rate_limit_wait >= 0.05:
-            timing = _(
-                "%(duration)s, of which %(wait)s waiting on the rate limit",
-                duration=self._duration_text(self.duration),
-                wait=self._duration_text(self.rate_limit_wait),
-            )
-        else:
-            timing = self._duration_text(self.duration)
-        return f"{body}; {timing}."
-
-    def _permits_summary(self):
-        """Rows read -> permits, the difference explained, then what was
-        done with the permits (new + updated + unchanged + set aside)."""
-        if not self.rows_read and not self.fetched_count:
-            return _("no row of the permit list read yet")
-        repeated = max(0, self.rows_read - self.fetched_count - self.skipped_count)
-        head = _(
-            "%(rows)s rows of the permit list read → %(permits)s permits",
-            rows=self._number(self.rows_read),
-            permits=self._number(self.fetched_count),
-        )
-        extras = []
-        if repeated:
-            extras.append(
+    def _close_interrupted(self):
+        """Close stale ``running`` rows: their process died."""
+        for log in self:
+            log._set_failure("interrupted")
+            log._finish(
+                "interrupted",
                 _(
-                    "%(count)s repeated rows of the same letter",
-                    count=self._number(repeated),
-                )
+                    "No progress since %(when)s: closed by the next run.",
+                    when=log.heartbeat,
+                ),
             )
-        if self.skipped_count:
-            extras.append(
-                _(
-                    "%(count)s unusable rows skipped",
-                    count=self._number(self.skipped_count),
-                )
-            )
-        if extras:
-            head = f"{head} ({', '.join(extras)})"
-        done = _(
-            "%(created)s new, %(updated)s updated, %(unchanged)s unchanged",
-            created=self._number(self.created_count),
-            updated=self._number(self.updated_count),
-            unchanged=self._number(self.unchanged_count),
-        )
-        if self.failed_count:
-            done = _(
-                "%(done)s, %(count)s set aside",
-                done=done,
-                count=self._number(self.failed_count),
-            )
-        return f"{head}: {done}"
-
-    def _expiry_summary(self):
-        """Permits checked = answered + not available + errors."""
-        return _(
-            "%(checked)s permits checked: %(answered)s answered by SICANTIK "
-            "(%(changed)s with a changed expiry date), %(unavailable)s not "
-            "available from SICANTIK, %(failed)s errors",
-            checked=self._number(self.progress_done),
-            answered=self._number(self.fetched_count),
-            changed=self._number(self.updated_count),
-            unavailable=self._number(self.skipped_count),
-            failed=self._number(self.failed_count),
-        )
-
-    def _test_ok_message(self, url, count, rows):
-        """What a passed connection test says (both endpoints answered)."""
-        if rows:
-            return _(
-                "Connected to %(url)s: SICANTIK knows %(count)s permit types "
-                "and its permit list can be read.",
-                url=url,
-                count=self._number(count),
-            )
-        return _(
-            "Connected to %(url)s: SICANTIK knows %(count)s permit types; its "
-            "permit list answers but holds no issued permit yet.",
-            url=url,
-            count=self._number(count),
-        )
+        return self
 
     # ------------------------------------------------------------
     # LIVE PROGRESS (Odoo's bus)
@@ -644,244 +505,6 @@ class SicantikSyncLog(models.Model):
                     "progress": log.progress,
                 },
             )
-
-    def _set_aside_values(self, set_aside):
-        """The ``set_aside`` text with ``(registration id, reason)`` lines
-        added; capped, so a run of bad pages cannot grow the row for ever."""
-        if not set_aside:
-            return {}
-        lines = (self.set_aside or "").splitlines()
-        lines += [f"{pid}: {reason}" for pid, reason in set_aside]
-        if len(lines) > SET_ASIDE_MAX_LINES:
-            more = len(lines) - SET_ASIDE_MAX_LINES + 1
-            lines = lines[: SET_ASIDE_MAX_LINES - 1] + [
-                _("… and %(count)s more.", count=more)
-            ]
-        return {"set_aside": "\n".join(lines)}
-
-    @api.model
-    def _row_refusal_reason(self, err):
-        """Why the database refused one permit's row, in staff words."""
-        code = getattr(err, "pgcode", None)
-        if isinstance(err, ValueError):
-            return _("a value holds a character the database cannot store")
-        if code == "22001":
-            return _("a value is longer than its field allows")
-        if code == "54000":
-            return _("a value is too long to be searched by")
-        if code and code.startswith("23"):
-            return _("the row breaks a rule of the database (%(code)s)", code=code)
-        return _("the database refused the row (%(code)s)", code=code or "-")
-
-    # ------------------------------------------------------------
-    # RUN BOOKKEEPING
-    # ------------------------------------------------------------
-
-    @api.model
-    def _running_for(self, config, operation):
-        """The ``running`` rows of ``operation`` on ``config`` whose process
-        is alive (a permit sync's type step counts as the permit sync)."""
-        operations = (
-            ["permits", "permit_types"] if operation == "permits" else [operation]
-        )
-        logs = self.sudo().search(
-            [
-                ("config_id", "in", config.ids),
-                ("operation", "in", operations),
-                ("state", "=", "running"),
-            ]
-        )
-        now = fields.Datetime.now()
-        return logs.filtered(lambda log: log._is_alive(now))
-
-    @api.model
-    def _running_notification(self, config, operation):
-        """A friendly notice (not an error) when ``operation`` already runs
-        for ``config``, with a link to its log; False when it does not."""
-        running = self._running_for(config, operation)
-        if not running:
-            return False
-        log = running[0]
-        job = dict(log._fields["operation"]._description_selection(self.env))[
-            log.operation
-        ]
-        return log._notification_action(
-            _(
-                "The %(job)s run of %(name)s started %(start)s and is still "
-                "working (last progress %(beat)s). Nothing new was started: "
-                "follow it in its log %%s.",
-                job=job.lower(),
-                name=config.display_name,
-                start=self._when_text(log.start_date),
-                beat=self._when_text(log.heartbeat),
-            ),
-            "warning",
-            _("Already running"),
-        )
-
-    @api.model
-    def _when_text(self, moment):
-        """A datetime in the user's time zone and language."""
-        if not moment:
-            return "-"
-        return fields.Datetime.to_string(
-            fields.Datetime.context_timestamp(self, moment)
-        )[:16]
-
-    def _url(self):
-        """The log's address in the web client."""
-        self.ensure_one()
-        return f"/odoo/action-sicantik_connector.sicantik_sync_log_action/{self.id}"
-
-    def _notification_action(self, message, kind="info", title=None, **params):
-        """A ``display_notification`` whose ``%s`` in ``message`` links to
-        this log (or to the sync logs when the run has no row yet); without
-        a ``%s`` the link ends the message."""
-        if "%s" not in message:
-            message = f"{message}\n%s"
-        if self:
-            link = {"label": self.display_name, "url": self._url()}
-        else:
-            link = {
-                "label": _("Sync Logs"),
-                "url": "/odoo/action-sicantik_connector.sicantik_sync_log_action",
-            }
-        return {
-            "type": "ir.actions.client",
-            "tag": "display_notification",
-            "params": {
-                "type": kind,
-                "title": title or "",
-                "message": message,
-                "links": [link],
-                "sticky": kind in ("warning", "danger"),
-                **params,
-            },
-        }
-
-    @api.model
-    def _note_untested_address(self, config, operation):
-        """A failed row saying the schedule skips ``config``'s untested
-        address: at most one a day per connector and job, not one per run."""
-        since = fields.Datetime.now() - timedelta(days=1)
-        if self.sudo().search_count(
-            [
-                ("config_id", "=", config.id),
-                ("operation", "=", operation),
-                ("failure_type", "=", "untested"),
-                ("start_date", ">=", since),
-            ],
-            limit=1,
-        ):
-            return self.sudo()
-        log = self._start(config, operation)
-        log._set_failure(
-            "untested",
-            # No address here: an old one may hold a secret in its query.
-            _(
-                "Last passed test of an API URL: %(when)s.",
-                when=self._when_text(config.tested_ok_at)
-                if config.tested_ok_at
-                else _("never"),
-            ),
-        )
-        return log._finish("failed")
-
-    @api.model
-    def _ensure_not_running(self, config, operation):
-        """Refuse a manual run while the same job runs for ``config``."""
-        running = self._running_for(config, operation)
-        if running:
-            log = running[0]
-            raise UserError(
-                _(
-                    "A %(job)s run of %(name)s is already running (started "
-                    "%(start)s, last progress %(beat)s). Wait for it to end: "
-                    "its progress is in SICANTIK > Sync Logs.",
-                    job=dict(log._fields["operation"]._description_selection(self.env))[
-                        log.operation
-                    ],
-                    name=config.display_name,
-                    start=log.start_date,
-                    beat=log.heartbeat,
-                )
-            )
-
-    @api.model
-    def _resume_run(self, config, operation, log):
-        """The log row of the run to continue, or an empty recordset.
-
-        A ``running`` row of this job whose heartbeat is stale belongs to a
-        killed process: it is closed as interrupted and a new row starts.
-        """
-        Log = self.sudo()
-        now = fields.Datetime.now()
-        orphans = Log.search(
-            [
-                ("config_id", "=", config.id),
-                ("operation", "=", operation),
-                ("state", "=", "running"),
-                ("id", "!=", log.id),
-            ]
-        )
-        orphans.filtered(lambda row: not row._is_alive(now))._close_interrupted()
-        if log and log.state == "running":
-            if log._is_alive(now):
-                return log
-            log._close_interrupted()
-        return Log
-
-    @api.model
-    def _log_failure_separately(self, config, operation, trigger, err, stats=None):
-        """Record a failed run in its own transaction, so that it stays logged
-        although the action raises (and rolls back) to show the error."""
-        lang = config.lang or self.env.lang
-        with self.env.registry.cursor() as cr:
-            env = api.Environment(cr, self.env.uid, {"lang": lang})(su=True)
-            log = env["sicantik.sync.log"]._start(
-                env["sicantik.config"].browse(config.id), operation, trigger
-            )
-            if stats:
-                log._add_client_stats(stats)
-            log._set_failure(err.failure_type, str(err))
-            log._finish("failed")
-
-    @api.model
-    def _close_internal_error(self, config, operation, log, detail):
-        """Close the running row of ``operation`` (or a new one) after an
-        unexpected error, with its traceback (start and end) for managers."""
-        log = log or self.sudo()._start(config, operation)
-        if len(detail) > 4000:
-            # The first exception is the cause; what follows it is often only
-            # "current transaction is aborted".
-            detail = f"{detail[:1500]}\n[…]\n{detail[-2500:]}"
-        log._set_failure("internal", detail)
-        log._finish()
-
-    def _close_interrupted(self):
-        """Close stale ``running`` rows: their process died."""
-        for log in self:
-            log._set_failure("interrupted")
-            log._finish(
-                "interrupted",
-                _(
-                    "No progress since %(when)s: closed by the next run.",
-                    when=log.heartbeat,
-                ),
-            )
-        return self
-
-    def action_open_numbers_to_fix(self):
-        """From a 09:00 run: the holders of this connector it could not remind
-        for want of a usable number, where staff type the right one."""
-        self.ensure_one()
-        action = self.env["ir.actions.act_window"]._for_xml_id(
-            "sicantik_connector.action_sicantik_numbers_to_fix"
-        )
-        action["domain"] = self.env["res.partner"]._sicantik_numbers_to_fix_domain() + [
-            ("sicantik_permit_ids.config_id", "=", self.config_id.id)
-        ]
-        return action
 
     # ------------------------------------------------------------
     # AUTOVACUUM

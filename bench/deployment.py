@@ -2,7 +2,8 @@
 
 ``dev/kill_test.py``, ``dev/deploy_test.py`` and the ``expiry_sync_deploy``
 benchmark share this: install the addon into a fresh database, run a script
-in ``odoo-bin shell``, start Odoo servers (threaded, or prefork with HTTP and
+in ``odoo-bin shell`` (the two dev tests render theirs from one template,
+:func:`setup_script`), start Odoo servers (threaded, or prefork with HTTP and
 cron workers), SIGKILL them and wait until PostgreSQL has ended their
 sessions, poke the cron workers, read the figures back with plain SQL.
 
@@ -294,6 +295,106 @@ class Odoo(NamedTuple):
             prog=self.prog,
             port=port,
         )  # fmt: skip
+
+
+# The addon's jobs, by the xml id (without the module) of their cron.
+JOB_CRONS = (
+    "ir_cron_sync_permits",
+    "ir_cron_sync_expiry_dates",
+    "ir_cron_check_expiring",
+    "ir_cron_send_reminders",
+)
+
+# Run inside ``odoo-bin shell`` once the addon is installed, after the line
+# ``spec = {...}`` that :func:`setup_script` puts first: plain Python, no
+# format braces to double, whatever the test's values hold.
+SETUP_SCRIPT = """
+import json
+
+env["sicantik.config"].search([]).write({"active": False})
+ICP = env["ir.config_parameter"].sudo()
+# The sandbox and the gateway listen on loopback: allowed, as an
+# administrator allows a server of the office network.
+ICP.set_param("sicantik_connector.allowed_hosts", "127.0.0.1 localhost ::1")
+for key, value in spec["params"].items():
+    ICP.set_param("sicantik_connector." + key, value)
+provider = env["sicantik.whatsapp.provider"].create(spec["provider"])
+configs = env["sicantik.config"].create(
+    [{**values, "whatsapp_provider_id": provider.id} for values in spec["connectors"]]
+)
+manager = env["res.users"]
+if spec["manager"]:
+    manager = manager.create({
+        **spec["manager"],
+        "groups_id": [(6, 0, [
+            env.ref("base.group_user").id,
+            env.ref("sicantik_connector.sicantik_connector_group_manager").id,
+        ])],
+    })
+crons = {name: env.ref("sicantik_connector." + name).id for name in spec["crons"]}
+# Only the addon's jobs run: nothing else competes for the workers.
+env["ir.cron"].search([("id", "not in", list(crons.values()))]).write({"active": False})
+env.cr.commit()
+print(spec["marker"] + " " + json.dumps({
+    "configs": configs.ids,
+    "crons": crons,
+    "webhook_token": provider.webhook_token,
+    "login": manager.login or None,
+}))
+"""
+
+
+def connector_values(name, url, **values):
+    """A test connector on the sandbox at ``url``: pages of 20, reminders at
+    any hour (no quiet hours), its own schedule slow (the test pokes it)."""
+    return {
+        "name": name,
+        "api_url": url,
+        "page_size": 20,
+        "timeout": 10,
+        "sync_interval": 600,
+        "quiet_hours_start": 0,
+        "quiet_hours_end": 0,
+        **values,
+    }
+
+
+def webhook_provider_values(name, gateway, **values):
+    """A WhatsApp provider sending to the webhook of ``gateway`` (a
+    ``sandbox.gateways.GatewayServer``)."""
+    return {
+        "name": name,
+        "provider_type": "webhook",
+        "api_url": gateway.webhook_url,
+        "webhook_headers": json.dumps(gateway.webhook_headers),
+        "rate_limit": 20,
+        "timeout": 5,
+        **values,
+    }
+
+
+def setup_script(marker, connectors, provider, params=None, manager=None):
+    """The ``odoo-bin shell`` text that sets a test database up: every other
+    connector archived, loopback allowed, the ``sicantik_connector.*``
+    system parameters ``params``, the provider, the ``connectors`` (each
+    sending reminders through it), given its values a SICANTIK manager, and
+    every scheduled action but the addon's jobs (``JOB_CRONS``) deactivated.
+
+    :meth:`Odoo.shell` of it returns ``{"configs": [ids], "crons": {xml id:
+    id} (JOB_CRONS), "webhook_token": ..., "login": ... or None}``. Compiled
+    here, so that a broken text fails before anything runs it.
+    """
+    spec = {
+        "marker": marker,
+        "params": dict(params or {}),
+        "provider": provider,
+        "connectors": list(connectors),
+        "manager": manager,
+        "crons": list(JOB_CRONS),
+    }
+    text = f"spec = {spec!r}\n{SETUP_SCRIPT}"
+    compile(text, f"<{marker} set-up>", "exec")
+    return text
 
 
 def permit_figures(db, dataset, config):

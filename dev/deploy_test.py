@@ -56,18 +56,22 @@ from bench.common import (  # noqa: E402
 )
 from bench.deployment import (  # noqa: E402
     CACHE,
+    JOB_CRONS,
     Database,
     JsonRpc,
     Odoo,
     Poker,
     RpcError,
+    connector_values,
     drop,
     gateway_double_sends,
     holder_duplicates,
     permit_figures,
     rows_left_running,
     say,
+    setup_script,
     wait_for,
+    webhook_provider_values,
 )
 from sandbox import SandboxServer  # noqa: E402
 from sandbox.gateways import GatewayServer  # noqa: E402
@@ -84,58 +88,29 @@ START_DEADLINE = 120
 FINISH_DEADLINE = 15 * 60
 # The 09:00 scan logs every run: made due every few seconds only.
 RARE_POKES = {"ir_cron_check_expiring": 5.0}
-CRONS = (
-    "ir_cron_sync_permits",
-    "ir_cron_sync_expiry_dates",
-    "ir_cron_check_expiring",
-    "ir_cron_send_reminders",
-)
 
-# Run inside ``odoo-bin shell`` once the addon is installed.
-SETUP = """
-import json
-env["sicantik.config"].search([]).write({{"active": False}})
-ICP = env["ir.config_parameter"].sudo()
-# The sandbox and the gateway listen on loopback: allowed, as an
-# administrator allows a server of the office network.
-ICP.set_param("sicantik_connector.allowed_hosts", "127.0.0.1 localhost ::1")
-# A claim older than a few seconds belongs to a killed worker.
-ICP.set_param("sicantik_connector.reminder_stale_seconds", "5")
-provider = env["sicantik.whatsapp.provider"].create({{
-    "name": "Deploy test webhook",
-    "provider_type": "webhook",
-    "api_url": {webhook_url!r},
-    "webhook_headers": {webhook_headers!r},
-    "rate_limit": 20,
-    "timeout": 5,
-}})
-configs = env["sicantik.config"].create([{{
-    "name": "Deploy test " + str(n),
-    "api_url": {url!r},
-    "page_size": 20,
-    "rate_limit": {limit},
-    "max_workers": 8,
-    "timeout": 10,
-    "sync_interval": 600,
-    "whatsapp_provider_id": provider.id,
-    "quiet_hours_start": 0,
-    "quiet_hours_end": 0,
-}} for n in (1, 2)])
-manager = env["res.users"].create({{
-    "name": "Deploy test manager",
-    "login": "deploy_manager",
-    "password": {password!r},
-    "groups_id": [(6, 0, [
-        env.ref("base.group_user").id,
-        env.ref("sicantik_connector.sicantik_connector_group_manager").id,
-    ])],
-}})
-crons = {{name: env.ref("sicantik_connector." + name).id for name in {crons!r}}}
-env.cr.commit()
-print("DEPLOYTEST " + json.dumps({{
-    "configs": configs.ids, "crons": crons, "login": manager.login,
-}}))
-"""
+
+def set_up_text(sandbox_url, gateway, password):
+    """The ``odoo-bin shell`` set-up: two connectors on the sandbox, their
+    reminders through the webhook of ``gateway``, and the SICANTIK manager
+    who presses the buttons (with ``password``)."""
+    return setup_script(
+        "DEPLOYTEST",
+        [
+            connector_values(
+                f"Deploy test {n}", sandbox_url, rate_limit=LIMIT, max_workers=8
+            )
+            for n in (1, 2)
+        ],
+        webhook_provider_values("Deploy test webhook", gateway),
+        # A claim older than a few seconds belongs to a killed worker.
+        params={"reminder_stale_seconds": "5"},
+        manager={
+            "name": "Deploy test manager",
+            "login": "deploy_manager",
+            "password": password,
+        },
+    )
 
 
 def parse_args():
@@ -185,7 +160,7 @@ class Deployment:
 
     def set_crons(self, *names):
         """Only these of the addon's jobs may run."""
-        for name in CRONS:
+        for name in JOB_CRONS:
             self.db.rows(
                 "UPDATE ir_cron SET active = %s WHERE id = %s",
                 (name in names, self.crons[name]),
@@ -373,7 +348,7 @@ def kills(dep, rng, wanted):
     """Phase 3: SIGKILL a random server at random points, restart it.
     Returns (kills while work was left, of which inside a job's run lock)."""
     dep.mark("kills")
-    dep.set_crons(*CRONS)
+    dep.set_crons(*JOB_CRONS)
     done = in_job = 0
     while done < wanted:
         if dep.finished():
@@ -524,23 +499,8 @@ def main():
     drop(name)
     try:
         odoo.install()
-        setup = odoo.shell(
-            SETUP.format(
-                url=sandbox.url,
-                webhook_url=gateway.webhook_url,
-                webhook_headers=json.dumps(gateway.webhook_headers),
-                limit=LIMIT,
-                password=password,
-                crons=CRONS,
-            ),
-            "DEPLOYTEST",
-        )
+        setup = odoo.shell(set_up_text(sandbox.url, gateway, password), "DEPLOYTEST")
         db.open()
-        # Only the addon's jobs run: nothing else competes for the workers.
-        db.rows(
-            "UPDATE ir_cron SET active = false WHERE NOT (id = ANY(%s))",
-            (list(setup["crons"].values()),),
-        )
         servers = [odoo.prefork_server() for _n in range(SERVERS)]
         dep = Deployment(odoo, db, servers, sandbox, gateway, setup, log)
         dep.set_crons()

@@ -27,7 +27,6 @@ gateway took must have ended "read" (``receipt states wrong``).
 
 import argparse
 import faulthandler
-import json
 import os
 import random
 import signal
@@ -47,6 +46,7 @@ from bench.deployment import (  # noqa: E402
     Database,
     Odoo,
     OdooServer,
+    connector_values,
     drop,
     free_port,
     gateway_double_sends,
@@ -54,7 +54,9 @@ from bench.deployment import (  # noqa: E402
     permit_figures,
     rows_left_running,
     say,
+    setup_script,
     wait_for,
+    webhook_provider_values,
 )
 from sandbox import SandboxServer  # noqa: E402
 from sandbox.gateways import GatewayServer  # noqa: E402
@@ -64,60 +66,6 @@ START_DEADLINE = 120
 TOTAL_DEADLINE = 9 * 60
 RECEIPTS_DEADLINE = 300
 RECEIPT_SECRET = "kill-test-receipt-secret"
-
-# Run inside ``odoo-bin shell`` once the addon is installed.
-SETUP = """
-import json
-env["sicantik.config"].search([]).write({{"active": False}})
-# The sandbox and the gateway listen on loopback: allowed, as an
-# administrator allows a server of the office network.
-env["ir.config_parameter"].sudo().set_param(
-    "sicantik_connector.allowed_hosts", "127.0.0.1 localhost ::1"
-)
-config = env["sicantik.config"].create({{
-    "name": "Kill test",
-    "api_url": {url!r},
-    "page_size": 20,
-    "rate_limit": 10,
-    "max_workers": 4,
-    "timeout": 10,
-    "sync_interval": 600,
-}})
-ICP = env["ir.config_parameter"].sudo()
-# Short callbacks with a commit per page or chunk: many kill points.
-ICP.set_param("sicantik_connector.cron_time_budget", "2")
-ICP.set_param("sicantik_connector.expiry_chunk_size", "20")
-# Reminders go to a loopback webhook that counts them; a claim older than
-# a few seconds belongs to a killed worker.
-ICP.set_param("sicantik_connector.reminder_stale_seconds", "5")
-provider = env["sicantik.whatsapp.provider"].create({{
-    "name": "Kill test webhook",
-    "provider_type": "webhook",
-    "api_url": {webhook_url!r},
-    "webhook_headers": {webhook_headers!r},
-    "rate_limit": 20,
-    "timeout": 5,
-    "webhook_secret": {receipt_secret!r},
-}})
-config.write({{
-    "whatsapp_provider_id": provider.id,
-    "quiet_hours_start": 0,
-    "quiet_hours_end": 0,
-}})
-crons = {{
-    name: env.ref("sicantik_connector." + name).id
-    for name in (
-        "ir_cron_sync_permits",
-        "ir_cron_sync_expiry_dates",
-        "ir_cron_check_expiring",
-        "ir_cron_send_reminders",
-    )
-}}
-env.cr.commit()
-print("KILLTEST " + json.dumps({{
-    "config": config.id, "crons": crons, "webhook_token": provider.webhook_token,
-}}))
-"""
 
 
 class Job(NamedTuple):
@@ -357,17 +305,28 @@ def check(ctx):
     return figures
 
 
-def set_up(odoo, sandbox, gateway):
-    """Run SETUP in ``odoo-bin shell``: {"config": id, "crons": {...}}."""
-    return odoo.shell(
-        SETUP.format(
-            url=sandbox.url,
-            webhook_url=gateway.webhook_url,
-            webhook_headers=json.dumps(gateway.webhook_headers),
-            receipt_secret=RECEIPT_SECRET,
-        ),
+def set_up_text(sandbox_url, gateway):
+    """The ``odoo-bin shell`` set-up: one connector on the sandbox, its
+    reminders through the webhook of ``gateway``, receipts signed."""
+    return setup_script(
         "KILLTEST",
+        [connector_values("Kill test", sandbox_url, rate_limit=10, max_workers=4)],
+        webhook_provider_values(
+            "Kill test webhook", gateway, webhook_secret=RECEIPT_SECRET
+        ),
+        params={
+            # Short callbacks with a commit per page or chunk: many kill points.
+            "cron_time_budget": "2",
+            "expiry_chunk_size": "20",
+            # A claim older than a few seconds belongs to a killed worker.
+            "reminder_stale_seconds": "5",
+        },
     )
+
+
+def set_up(odoo, sandbox, gateway):
+    """Run the set-up in ``odoo-bin shell``: {"configs": [id], "crons": ...}."""
+    return odoo.shell(set_up_text(sandbox.url, gateway), "KILLTEST")
 
 
 def parse_args():
@@ -459,11 +418,6 @@ def main():
         odoo.install()
         setup = set_up(odoo, sandbox, gateway)
         db.open()
-        # Only the addon's jobs run: nothing else competes for the workers.
-        db.rows(
-            "UPDATE ir_cron SET active = false WHERE NOT (id = ANY(%s))",
-            (list(setup["crons"].values()),),
-        )
         port = free_port()
         # Receipts come back signed, a little later, twice and newest first.
         gateway.send_receipts(
@@ -475,7 +429,7 @@ def main():
             out_of_order=True,
         )
         ctx = Context(
-            db, odoo.server(port), sandbox, gateway, setup["config"], setup["crons"]
+            db, odoo.server(port), sandbox, gateway, setup["configs"][0], setup["crons"]
         )
         listed = len({p.pendaftaran_id for p, _who in sandbox.dataset.rows})
         say(

@@ -325,13 +325,11 @@ class SicantikExpirySync(models.AbstractModel):
     @api.model
     def _may_park(self):
         """True when a next callback of this process can take a running
-        batch: a cron worker's callback that is not the last of its round
-        (Odoo runs a job at most ``MAX_BATCH_PER_CRON_JOB`` times in a row,
-        all on one cursor). Tests choose with ``sicantik_park_batches``."""
-        forced = self.env.context.get("sicantik_park_batches")
-        if forced is not None:
-            return bool(forced)
-        if not self._job_can_commit():
+        batch: a cron worker's callback (``cron_id`` in the context; "Run
+        manually" runs once) that is not the last of its round (Odoo runs a
+        job at most ``MAX_BATCH_PER_CRON_JOB`` times in a row, all on one
+        cursor)."""
+        if not self._job_can_commit() or not self.env.context.get("cron_id"):
             return False
         seen = _CALLBACKS.setdefault(self.env.cr, set())
         seen.add(self.env.context.get("ir_cron_progress_id"))

@@ -7,6 +7,7 @@ from . import sicantik_config
 from . import sicantik_permit_type
 from . import sicantik_permit
 from . import sicantik_permit_sync
+from . import sicantik_expiry_answers
 from . import sicantik_expiry_sync
 from . import res_partner
 from . import sicantik_notification

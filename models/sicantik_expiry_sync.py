@@ -1,28 +1,19 @@
 import logging
 import time
+import weakref
 from datetime import timedelta
 
 from odoo import _, api, fields, models
 from odoo.tools import SQL
 
-from ..tools import const, expiry
+from odoo.addons.base.models.ir_cron import MAX_BATCH_PER_CRON_JOB
+
+from ..tools import const
+from ..tools.sicantik_details import PARKED, CarriedBatch
 from ..tools.sicantik_exceptions import SicantikError
-from .bulk_sql import ROW_ERRORS, bulk_update, row_attempt
 
 _logger = logging.getLogger(__name__)
 
-# The cekperizinan details an empty answer never erases.
-DETAIL_COLUMNS = (
-    "received_date",
-    "issue_date",
-    "applicant_address",
-    "applicant_phone",
-    "company_name",
-    "npwp",
-    "company_address",
-    "kelurahan",
-    "kecamatan",
-)
 WORK_COLUMNS = (
     "id",
     "pendaftaran_id",
@@ -35,9 +26,14 @@ WORK_COLUMNS = (
     "status",
 )
 
+# The callbacks seen per cron cursor: Odoo runs one job's callbacks in a row
+# on one cursor, so their number says which one is the round's last.
+_CALLBACKS = weakref.WeakKeyDictionary()
 
-def _is_details(result):
-    return result is not None and not isinstance(result, Exception)
+
+def _items(rows):
+    """The fetcher's items of work rows: plain data, no cursor."""
+    return [(row["id"], row["no_surat"] or "", row["pendaftaran_id"]) for row in rows]
 
 
 class SicantikExpirySync(models.AbstractModel):
@@ -52,7 +48,7 @@ class SicantikExpirySync(models.AbstractModel):
 
     _name = "sicantik.expiry.sync"
     _description = "SICANTIK Expiry Sync"
-    _inherit = ["sicantik.job.mixin"]
+    _inherit = ["sicantik.job.mixin", "sicantik.expiry.answers"]
 
     _job_operation = "expiry"
     _job_cron = "sicantik_connector.ir_cron_sync_expiry_dates"
@@ -88,6 +84,7 @@ class SicantikExpirySync(models.AbstractModel):
             if not log:
                 return False
         if config.list_has_expiry:
+            self._drop_carried(config)
             log._finish(
                 "done",
                 _(
@@ -98,18 +95,18 @@ class SicantikExpirySync(models.AbstractModel):
             )
             self._end_run(config, log)
             return False
-        batch = self._batch_size(config, deadline, log)
-        rows = self._select_work(config, now, batch) if batch > 0 else []
-        if rows:
-            try:
-                self._ask_rows(config, rows, log, deadline, progress)
-            except SicantikError as err:
-                self._stop(config, log, err)
-                return False
+        carried = self._take_carried(config, log)
+        try:
+            carried, given = self._ask_turn(config, log, carried, deadline, progress)
+        except SicantikError as err:
+            self._stop(config, log, err)
+            return False
+        if carried:
+            return True  # its answers are this run's next turn
         remaining = self._count_due(config, fields.Datetime.now())
         if log.run_limit:
             remaining = min(remaining, log.progress_total - log.progress_done)
-        if remaining <= 0 or not rows:
+        if remaining <= 0 or not given:
             log._finish(
                 message=_("%(checked)s permit(s) checked.", checked=log.progress_done)
             )
@@ -119,16 +116,21 @@ class SicantikExpirySync(models.AbstractModel):
         return True
 
     @api.model
-    def _batch_size(self, config, deadline, log):
-        """How many permits this callback can ask about within its budget."""
+    def _batch_size(self, config, deadline, log, outstanding=0, given=0):
+        """How many more permits this callback can give the fetcher within
+        its budget: ``outstanding`` it still holds (asked, not written),
+        ``given`` this callback gave it already (at most
+        ``sicantik_connector.expiry_batch_size`` per callback)."""
         batch = self._job_param_int("sicantik_connector.expiry_batch_size", 500)
+        batch -= given
         rate = config.rate_limit if config.rate_limit_enabled else 0
         if rate:
             budget = max(1.0, deadline - time.monotonic())
             batch = min(batch, int(rate * budget * 1.2) + config.max_workers)
+        batch -= outstanding
         if log.run_limit:
-            batch = min(batch, log.progress_total - log.progress_done)
-        return batch
+            batch = min(batch, log.progress_total - log.progress_done - outstanding)
+        return max(0, batch)
 
     @api.model
     def _start_run(self, config, now):
@@ -192,52 +194,186 @@ class SicantikExpirySync(models.AbstractModel):
     @api.model
     def _ask_rows(self, config, rows, log, deadline, progress, commit=True):
         """Ask cekperizinan about ``rows`` (concurrent, rate-limited) and
-        write the answers chunk by chunk. Raises a system-scope error after
-        writing the answers received before it.
+        write the answers chunk by chunk, all in this call (Test Expiry
+        Sync). Raises a system-scope error after writing the answers
+        received before it. At the deadline no new permit is asked; the
+        answers in flight are still written."""
+        with config._make_api() as api:
+            batch = api.open_permit_details(max_workers=config.max_workers)
+            carried = CarriedBatch(api, batch, {row["id"]: row for row in rows}, None)
+            try:
+                batch.add(_items(rows))
+                batch.close_input()
+                self._read_answers(config, carried, log, deadline, progress, commit)
+                batch.stop_input()
+                self._read_answers(config, carried, log, None, progress, commit)
+            finally:
+                batch.close()
 
-        Pipelined: the fetcher's own threads keep the requests going while
-        this thread writes and commits a chunk (the cursor is only ever used
-        here). At the deadline no new permit is asked; the answers in flight
-        are still written. Each answer is handed out, so written, once."""
+    @api.model
+    def _ask_turn(self, config, log, carried, deadline, progress):
+        """One cron callback's turn: give the fetcher the due permits it can
+        ask within the budget, write the answers until ``deadline``, and
+        return ``(batch, given)``: the batch still running, parked for the
+        next callback of this process (or None when it is over), and the
+        number of permits given this turn.
+
+        Pipelined across callbacks: the requests go on while this callback
+        commits, ends and the next one starts, so the window never drains
+        at a callback boundary. Where no next callback can take it (a test,
+        the cron's last callback of its round), the deadline stops new
+        requests and the answers in flight are written, as in one call.
+        """
+        carried = carried or self._open_carried(config)
+        batch, given = carried.batch, 0
+        try:
+            while True:
+                added = 0
+                if not batch.input_closed:
+                    added = self._give_work(config, log, carried, deadline, given)
+                    given += added
+                self._read_answers(config, carried, log, deadline, progress)
+                if batch.over or time.monotonic() >= deadline or not added:
+                    break  # else it ran dry: give it more
+            if not batch.over and self._may_park():
+                carried.mark = self._carry_mark(config, log)
+                PARKED.park(
+                    self._carry_key(config, log), carried, 2 * self._job_time_budget()
+                )
+                return carried, given
+            batch.stop_input()
+            self._read_answers(config, carried, log, None, progress)
+        except BaseException:
+            carried.close()
+            raise
+        carried.close()
+        return None, given
+
+    @api.model
+    def _open_carried(self, config):
+        api = config._make_api()
+        try:
+            batch = api.open_permit_details(max_workers=config.max_workers)
+        except BaseException:
+            api.close()
+            raise
+        return CarriedBatch(api, batch, {}, None)
+
+    @api.model
+    def _give_work(self, config, log, carried, deadline, given):
+        """Give the fetcher the next due permits its budget has room for
+        (``given``: how many this callback gave already); close its input
+        once the run's last ones are given. Returns how many were given."""
+        batch = carried.batch
+        outstanding = batch.outstanding()
+        room = self._batch_size(config, deadline, log, len(outstanding), given)
+        rows = (
+            self._select_work(config, fields.Datetime.now(), room, exclude=outstanding)
+            if room > 0
+            else []
+        )
+        carried.rows.update((row["id"], row) for row in rows)
+        batch.add(_items(rows))
+        # The last permits of the run: nothing more is due, or the number
+        # asked for is reached.
+        if len(rows) < room or (
+            log.run_limit
+            and log.progress_done + len(outstanding) + len(rows) >= log.progress_total
+        ):
+            batch.close_input()
+        return len(rows)
+
+    @api.model
+    def _read_answers(self, config, carried, log, deadline, progress, commit=True):
+        """Write the answers ``carried`` hands out, chunk by chunk, until its
+        batch is over or ``deadline`` passed; then add its client's figures
+        to the log. Raises the batch's system error after writing the
+        answers received before it. Each answer is handed out, so written,
+        once."""
         chunk_size = max(
             1, self._job_param_int("sicantik_connector.expiry_chunk_size", 50)
         )
-        by_id = {row["id"]: row for row in rows}
         today = config._today()
-        written = [0]
-
-        def items():
-            # Iterated by the fetcher's feeder thread: plain data, no cursor.
-            for row in rows:
-                if time.monotonic() >= deadline:
-                    return
-                yield row["id"], row["no_surat"] or "", row["pendaftaran_id"]
 
         def write(chunk):
             self._write_chunk(config, chunk, log, today)
             progress["done"] += len(chunk)
-            written[0] += len(chunk)
             if commit:
-                self._job_commit(progress["done"], max(1, len(rows) - written[0]))
+                left = len(carried.batch.outstanding())
+                self._job_commit(progress["done"], max(1, left))
 
-        with config._make_api() as api:
-            chunk = []
-            try:
-                for key, result in api.fetch_permit_details(
-                    items(), max_workers=config.max_workers
-                ):
-                    chunk.append((by_id[key], result))
-                    if len(chunk) >= chunk_size:
-                        # Emptied first: a chunk the database refused (a lost
-                        # race) is not written again by the ``finally`` below,
-                        # in a transaction that is already aborted.
-                        pending, chunk = chunk, []
-                        write(pending)
-            finally:
-                # The answers received before a stop are settled: keep them.
-                if chunk:
-                    write(chunk)
-                log._add_client_stats(api.stats.as_dict())
+        chunk = []
+        try:
+            for key, result in carried.batch.results(deadline):
+                chunk.append((carried.rows.pop(key), result))
+                if len(chunk) >= chunk_size:
+                    # Emptied first: a chunk the database refused (a lost
+                    # race) is not written again by the ``finally`` below,
+                    # in a transaction that is already aborted.
+                    pending, chunk = chunk, []
+                    write(pending)
+        finally:
+            # The answers received before a stop are settled: keep them.
+            if chunk:
+                write(chunk)
+            log._add_client_stats(carried.api.stats.take())
+
+    # ------------------------------------------------------------
+    # A BATCH CARRIED TO THE NEXT CALLBACK
+    # ------------------------------------------------------------
+
+    @api.model
+    def _may_park(self):
+        """True when a next callback of this process can take a running
+        batch: a cron worker's callback (``cron_id`` in the context; "Run
+        manually" runs once) that is not the last of its round (Odoo runs a
+        job at most ``MAX_BATCH_PER_CRON_JOB`` times in a row, all on one
+        cursor)."""
+        if not self._job_can_commit() or not self.env.context.get("cron_id"):
+            return False
+        seen = _CALLBACKS.setdefault(self.env.cr, set())
+        seen.add(self.env.context.get("ir_cron_progress_id"))
+        return len(seen) < MAX_BATCH_PER_CRON_JOB
+
+    @api.model
+    def _carry_key(self, config, log):
+        return (self.env.cr.dbname, config.id, log.id)
+
+    @api.model
+    def _carry_mark(self, config, log):
+        """What must not have moved for a carried batch to be taken back:
+        the run's progress (another process resumed it otherwise) and the
+        settings its client was made with."""
+        return (
+            log.progress_done,
+            config.api_url,
+            config.rate_limit_enabled,
+            config.rate_limit,
+            config.max_workers,
+            config.timeout,
+        )
+
+    @api.model
+    def _take_carried(self, config, log):
+        """The batch this process's last callback left running for ``log``,
+        or None (absent, expired, or the run moved on without it: then its
+        answers are dropped and those permits asked again)."""
+        carried = PARKED.take(self._carry_key(config, log))
+        if carried is not None and carried.mark != self._carry_mark(config, log):
+            _logger.info(
+                "SICANTIK %s (id %s): the expiry run moved on meanwhile; the "
+                "answers of the last callback are dropped",
+                config.name,
+                config.id,
+            )
+            carried.close()
+            carried = None
+        return carried
+
+    @api.model
+    def _drop_carried(self, config):
+        dbname = self.env.cr.dbname
+        PARKED.drop(lambda key: key[:2] == (dbname, config.id))
 
     @api.model
     def _write_chunk(self, config, chunk, log, today):
@@ -382,17 +518,20 @@ class SicantikExpirySync(models.AbstractModel):
         return self.env.cr.fetchone()[0]
 
     @api.model
-    def _select_work(self, config, now, limit, due_only=True):
+    def _select_work(self, config, now, limit, due_only=True, exclude=()):
         """The permits the expiry sync asks about next, as dicts.
 
         Permits without an expiry date first, then the re-checks, oldest due
         first. With ``due_only=False`` (Test Expiry Sync when nothing is due)
-        the permits checked longest ago.
+        the permits checked longest ago. ``exclude``: ids the fetcher still
+        holds (asked, not written yet).
         """
         self.env["sicantik.permit"].flush_model()
         where = (
             self._due_sql(config, now) if due_only else SQL("config_id = %s", config.id)
         )
+        if exclude:
+            where = SQL("%s AND id != ALL(%s)", where, sorted(exclude))
         self.env.cr.execute(
             SQL(
                 """SELECT %s FROM sicantik_permit
@@ -408,167 +547,3 @@ class SicantikExpirySync(models.AbstractModel):
         return [
             dict(zip(WORK_COLUMNS, row, strict=True)) for row in self.env.cr.fetchall()
         ]
-
-    # ------------------------------------------------------------
-    # ANSWERS INTO PERMITS
-    # ------------------------------------------------------------
-
-    @api.model
-    def _apply_results(self, config, results, now, today):
-        """Write one chunk of cekperizinan results with ONE set-based UPDATE.
-
-        ``results`` is a list of ``(row, result)`` where ``row`` is the dict
-        selected by ``_select_work`` and ``result`` a ``PermitDetails``, None
-        (404: no data, e.g. a permit without a company) or a record-scope
-        ``SicantikError``. Returns ``(counts, changes)``.
-        """
-        counts = dict.fromkeys(
-            ("found", "no_date", "unavailable", "failed", "updated", "unchanged"), 0
-        )
-        counts["set_aside"] = []
-        changes = []
-        updates = {}
-        for row, result in results:
-            values = self._result_values(row, result, now, today)
-            outcome = values["expiry_check_state"]
-            counts["failed" if outcome == "error" else outcome] += 1
-            old_date = row["expiry_date"]
-            if old_date and values["expiry_date"] != old_date:
-                changes.append((row["id"], old_date, values["expiry_date"]))
-            if values["expiry_date"] != row["expiry_date"] or values[
-                "expiry_unlimited"
-            ] != bool(row["expiry_unlimited"]):
-                counts["updated"] += 1
-            else:
-                counts["unchanged"] += 1
-            updates[row["id"]] = values
-        refused = self._write_results(results, updates, now, today, counts)
-        answered = [
-            row["id"]
-            for row, result in results
-            if _is_details(result) and row["id"] not in refused
-        ]
-        self._link_holders(self.env["sicantik.permit"].sudo().browse(answered))
-        return counts, [change for change in changes if change[0] not in refused]
-
-    @api.model
-    def _write_results(self, results, updates, now, today, counts):
-        """One UPDATE for the chunk; when the database refuses a row, row by
-        row: a refused answer is set aside (the permit keeps its stored data,
-        counts as an error and is asked again later). Returns the refused
-        permit ids."""
-        Permit = self.env["sicantik.permit"].sudo()
-        Log = self.env["sicantik.sync.log"]
-        if not updates:
-            return set()
-        Permit.flush_model()
-        refused = set()
-        try:
-            with row_attempt(self.env.cr):
-                bulk_update(Permit, updates, keep_null=DETAIL_COLUMNS)
-        except ROW_ERRORS:
-            for row, _result in results:
-                try:
-                    with row_attempt(self.env.cr):
-                        bulk_update(
-                            Permit,
-                            {row["id"]: updates[row["id"]]},
-                            keep_null=DETAIL_COLUMNS,
-                        )
-                except ROW_ERRORS as err:
-                    reason = Log._row_refusal_reason(err)
-                    refused.add(row["id"])
-                    counts["set_aside"].append((row["pendaftaran_id"], reason))
-                    self._count_refused(counts, row, updates[row["id"]])
-                    values = self._result_values(row, ValueError(reason), now, today)
-                    bulk_update(Permit, {row["id"]: values}, keep_null=DETAIL_COLUMNS)
-        Permit.invalidate_model()
-        return refused
-
-    @api.model
-    def _count_refused(self, counts, row, values):
-        """A refused answer counts as an error, not as what it said."""
-        outcome = values["expiry_check_state"]
-        counts["failed" if outcome == "error" else outcome] -= 1
-        counts["failed"] += 1
-        changed = values["expiry_date"] != row["expiry_date"] or values[
-            "expiry_unlimited"
-        ] != bool(row["expiry_unlimited"])
-        counts["updated" if changed else "unchanged"] -= 1
-        counts["unchanged"] += 1
-
-    @api.model
-    def _link_holders(self, permits):
-        """Link the answered permits to their holders; a holder the database
-        refuses leaves its permit unlinked (tried again with its next answer)
-        and never costs the chunk."""
-        try:
-            with row_attempt(self.env.cr, flush=True):
-                permits._link_partners()
-        except ROW_ERRORS:
-            for permit in permits:
-                try:
-                    with row_attempt(self.env.cr, flush=True):
-                        permit._link_partners()
-                except ROW_ERRORS as err:
-                    _logger.warning(
-                        "SICANTIK: holder of permit %s not linked (%s)",
-                        permit.pendaftaran_id,
-                        getattr(err, "pgcode", None) or type(err).__name__,
-                    )
-
-    @api.model
-    def _result_values(self, row, result, now, today):
-        """Columns of one permit after its cekperizinan answer."""
-        attempts = row["expiry_check_attempts"] or 0
-        date, unlimited = row["expiry_date"], bool(row["expiry_unlimited"])
-        source, obtained = row["expiry_source"], row["expiry_obtained_at"]
-        details = dict.fromkeys(DETAIL_COLUMNS)
-        error = None
-        if result is None:
-            outcome = "unavailable"
-        elif isinstance(result, Exception) and not (row["no_surat"] or "").strip():
-            # Without a permit number SICANTIK cannot be asked: not an error
-            # of the run; the number may come with a later permit sync.
-            outcome = "unavailable"
-            error = _("No permit number: SICANTIK cannot be asked about it.")
-        elif isinstance(result, Exception):
-            outcome = "error"
-            attempts += 1
-            error = str(result)[:250]
-        else:
-            details = {column: getattr(result, column) for column in DETAIL_COLUMNS}
-            if result.expiry_unlimited or result.expiry_date:
-                outcome = "found"
-                new_date = None if result.expiry_unlimited else result.expiry_date
-                if new_date != date or result.expiry_unlimited != unlimited:
-                    source, obtained = "cekperizinan", now
-                date, unlimited = new_date, bool(result.expiry_unlimited)
-                if not source:
-                    source, obtained = "cekperizinan", now
-            else:
-                # NULL or an impossible date: keep what we had.
-                outcome = "no_date"
-                if result.expiry_invalid:
-                    error = _(
-                        "SICANTIK gave an impossible expiry date: %(raw)s",
-                        raw=result.expiry_raw,
-                    )
-            attempts = 0
-        state = expiry.state_for(date, unlimited, today)
-        return {
-            "expiry_date": date,
-            "expiry_unlimited": unlimited,
-            "expiry_source": source,
-            "expiry_obtained_at": obtained,
-            "expiry_check_state": outcome,
-            "next_expiry_check": expiry.next_check(
-                outcome, now, today, None if unlimited else date, attempts
-            ),
-            "expiry_checked_at": now,
-            "expiry_check_attempts": attempts,
-            "expiry_check_error": error,
-            "expiry_state": state,
-            "status": expiry.status_for(state, row["status"]),
-            **details,
-        }

@@ -10,6 +10,7 @@ from odoo.tools import mute_logger
 
 from ..tools.pg_rate_limiter import PgRateLimiter
 from ..tools.sicantik_api import SicantikApi
+from ..tools.sicantik_details import PARKED
 from ..tools.sicantik_exceptions import SicantikLimiterUnavailable
 from .common import SicantikSandboxCase
 
@@ -250,6 +251,75 @@ class TestSicantikExpirySync(SicantikSandboxCase):
         "odoo.addons.sicantik_connector.models.sicantik_expiry_sync",
         "odoo.addons.sicantik_connector.models.sicantik_permit_sync",
     )
+    def _run_parking_callbacks(self, max_calls=50, between=None):
+        """Callbacks of 1 s (the sandbox needs about 2 s for all permits),
+        each allowed to park its running batch for the next; ``between``
+        runs after each. Returns the cekperizinan calls, as asked."""
+        asked = []
+        permit_details = SicantikApi._permit_details
+
+        def recording(api, no_surat, pendaftaran_id, cancel):
+            asked.append((pendaftaran_id, no_surat))  # atomic across threads
+            return permit_details(api, no_surat, pendaftaran_id, cancel)
+
+        ExpirySync = type(self.env["sicantik.expiry.sync"])
+        self.sandbox.configure(latency=0.05)
+        self.addCleanup(PARKED.close_all)
+        with (
+            self.param("sicantik_connector.cron_time_budget", 1),
+            patch.object(SicantikApi, "_permit_details", recording),
+            patch.object(ExpirySync, "_may_park", lambda job: True),
+        ):
+            for _call in range(max_calls):
+                self.env["sicantik.expiry.sync"]._cron_sync_expiry_dates()
+                if between:
+                    between()
+                if not self.config.expiry_log_id:
+                    break
+        return asked
+
+    def test_a_running_batch_is_carried_to_the_next_callback(self):
+        """The window does not drain at a callback's end: the batch goes on
+        and the next callback takes it back. Every permit is asked once and
+        counted once in the log, whatever callback wrote its answer."""
+        taken = PARKED.taken
+        asked = self._run_parking_callbacks()
+        self.assertGreater(PARKED.taken, taken, "no batch was carried")
+        self.assertEqual(len(PARKED), 0, "the finished run left a batch")
+        self.assertEqual(len(asked), len(set(asked)), "a permit was asked twice")
+        with_number = self.permits.filtered(lambda p: (p.no_surat or "").strip())
+        self.assertEqual(
+            set(asked), {(p.pendaftaran_id, p.no_surat) for p in with_number}
+        )
+        log = self.logs("expiry")
+        self.assertEqual(log.progress_done, len(self.permits))
+        self.assertEqual(log.request_count, self.requests_to("cekperizinan"))
+        self.assertEqual(self.config.expiry_due_count, 0)
+
+    def test_a_carried_batch_is_dropped_when_the_run_moved_on(self):
+        """Another process resumed the run meanwhile (its progress moved):
+        the answers this process still holds are dropped, not written, and
+        those permits are asked again."""
+        dropped = []
+
+        def another_process_moves_the_run():
+            if dropped or not len(PARKED):
+                return
+            dropped.append(next(iter(PARKED._parked.values()))[0])
+            log = self.config.expiry_log_id
+            log.progress_done += 1  # what another process's write looks like
+
+        asked = self._run_parking_callbacks(between=another_process_moves_the_run)
+        self.assertEqual(len(dropped), 1)
+        self.assertTrue(dropped[0].batch._closed and dropped[0].api._closed)
+        self.assertFalse(self.config.expiry_log_id, "the run ended")
+        with_number = self.permits.filtered(lambda p: (p.no_surat or "").strip())
+        self.assertEqual(
+            set(asked), {(p.pendaftaran_id, p.no_surat) for p in with_number}
+        )
+        self.assertGreater(len(asked), len(set(asked)), "nothing was asked again")
+        self.assertEqual(self.config.expiry_due_count, 0)
+
     def test_an_unreachable_rate_limit_is_a_logged_failure(self):
         """No send time from the database: nothing is sent, each sync logs
         the staff reason and stays due; nothing crashes."""

@@ -307,10 +307,19 @@ class SicantikApi(SicantikTransport):
           answers every permit with garbage is broken, and the batch stops
           instead of spending every item's retries on it.
         """
-        workers = self.max_workers
-        if max_workers is not None:
-            workers = max(1, min(int(max_workers), self.max_workers))
-        return DetailsBatch(self, items, workers).run()
+        return DetailsBatch(self, items, self._workers(max_workers)).run()
+
+    def open_permit_details(self, *, max_workers=None):
+        """A running ``cekperizinan`` batch with an open input, for a caller
+        that feeds it and reads it in turns (see ``DetailsBatch.add``,
+        ``results(deadline)`` and ``close``); same rules as
+        :meth:`fetch_permit_details`. The caller closes it."""
+        return DetailsBatch(self, None, self._workers(max_workers)).start()
+
+    def _workers(self, max_workers):
+        if max_workers is None:
+            return self.max_workers
+        return max(1, min(int(max_workers), self.max_workers))
 
     # ------------------------------------------------------------------
     # Helpers

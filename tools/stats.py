@@ -40,23 +40,27 @@ class ClientStats:
 
     def reset(self):
         with self._lock:
-            self._requests = 0
-            self._by_class = dict.fromkeys(STATUS_CLASSES, 0)
-            self._by_endpoint = {}
-            self._retries = 0
-            self._latencies_ms = []
-            # Per-request waits summed (threads wait side by side, so this
-            # can exceed the run's duration) and the wall-clock time during
-            # which at least one request waited: disjoint intervals still
-            # open to merging, and the total of those folded before.
-            self._wait_sum = 0.0
-            self._waits = 0
-            self._wait_spans = []
-            self._wait_folded = 0.0
-            self._wait_folded_until = None
-            self._bytes = 0
-            self._pace_lowest = None
-            self._slowdowns = 0
+            self._clear()
+
+    def _clear(self):
+        """Zero every counter (lock held)."""
+        self._requests = 0
+        self._by_class = dict.fromkeys(STATUS_CLASSES, 0)
+        self._by_endpoint = {}
+        self._retries = 0
+        self._latencies_ms = []
+        # Per-request waits summed (threads wait side by side, so this
+        # can exceed the run's duration) and the wall-clock time during
+        # which at least one request waited: disjoint intervals still
+        # open to merging, and the total of those folded before.
+        self._wait_sum = 0.0
+        self._waits = 0
+        self._wait_spans = []
+        self._wait_folded = 0.0
+        self._wait_folded_until = None
+        self._bytes = 0
+        self._pace_lowest = None
+        self._slowdowns = 0
 
     def record_attempt(self, endpoint, status, latency_s, nbytes=0):
         """One HTTP attempt finished with ``status`` (None: no answer)."""
@@ -131,6 +135,15 @@ class ClientStats:
 
     def as_dict(self):
         """Snapshot: plain types only, safe to serialise to JSON."""
+        return self._snapshot(reset=False)
+
+    def take(self):
+        """Snapshot and reset in one step: what was counted since the last
+        ``take`` (a client that outlives one log write adds each part once,
+        while its threads go on counting)."""
+        return self._snapshot(reset=True)
+
+    def _snapshot(self, reset):
         with self._lock:
             latencies = list(self._latencies_ms)
             data = {
@@ -149,6 +162,8 @@ class ClientStats:
                 else round(self._pace_lowest, 3),
                 "slowdowns": self._slowdowns,
             }
+            if reset:
+                self._clear()
         p50 = percentile(latencies, 0.50)
         p95 = percentile(latencies, 0.95)
         data["latency_p50_ms"] = None if p50 is None else round(p50, 1)

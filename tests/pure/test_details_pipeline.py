@@ -7,13 +7,14 @@ buffer, and every item taken must come out exactly once.
 """
 
 import threading
+import time
 
 import pytest
 
 from sandbox import KNOB_DEFAULTS, SandboxServer
 from tools.records import PermitDetails
 from tools.sicantik_api import SicantikApi
-from tools.sicantik_details import DetailsBatch
+from tools.sicantik_details import DetailsBatch, Parking
 from tools.sicantik_exceptions import SicantikError, SicantikServerError
 
 WAIT = 10  # seconds: a bound on waiting for the sandbox, never a measure
@@ -208,3 +209,95 @@ def test_a_failing_item_source_stops_the_batch(sandbox, api):
     with pytest.raises(ValueError, match="items broke"):
         list(DetailsBatch(api, items(), 2).run())
     assert not [t for t in threading.enumerate() if t.name.startswith("sicantik-cek")]
+
+
+# --- open input, read in turns (the expiry sync across cron callbacks)
+
+
+def test_an_open_batch_is_fed_and_read_in_turns_without_stopping(
+    sandbox, api, arrivals
+):
+    sandbox.configure(latency=0.02)
+    items = items_of(sandbox, 30)
+    batch = api.open_permit_details(max_workers=3)
+    try:
+        batch.add(items[:20])
+        first = list(batch.results(deadline=time.monotonic()))  # a turn ends
+        # The turn ended, the batch did not: it goes on asking while nobody
+        # reads, and what it holds is exactly what was given and not handed out.
+        assert arrivals.reached(len(first) + 3)
+        assert not batch.over
+        assert batch.outstanding() == {key for key, _, _ in items[:20]} - {
+            key for key, _ in first
+        }
+        batch.add(items[20:])
+        batch.close_input()
+        rest = list(batch.results())
+    finally:
+        batch.close()
+    keys = [key for key, _ in first + rest]
+    assert sorted(keys) == sorted(key for key, _, _ in items)
+    assert len(keys) == len(set(keys))
+    assert batch.over and not batch.outstanding()
+    assert sandbox.stats()["requests"] == 30
+
+
+def test_an_open_batch_waits_for_input_instead_of_ending(sandbox, api):
+    batch = api.open_permit_details(max_workers=2)
+    try:
+        # Nothing given yet: a turn ends at its deadline with nothing, and
+        # the batch is still open for items.
+        assert list(batch.results(deadline=time.monotonic() + 0.05)) == []
+        assert not batch.over
+        items = items_of(sandbox, 4)
+        batch.add(items)
+        batch.close_input()
+        keys = [key for key, _ in batch.results()]
+    finally:
+        batch.close()
+    assert sorted(keys) == sorted(key for key, _, _ in items)
+    with pytest.raises(RuntimeError):
+        batch.add(items)
+
+
+def test_stop_input_ends_after_the_calls_in_flight(sandbox, api):
+    sandbox.configure(latency=0.02)
+    items = items_of(sandbox, 50)
+    batch = api.open_permit_details(max_workers=4)
+    try:
+        batch.add(items)
+        received = [next(iter(batch.results()))]
+        batch.stop_input()
+        received += list(batch.results())
+    finally:
+        batch.close()
+    keys = [key for key, _ in received]
+    assert len(keys) == len(set(keys)) < 50
+    # Every item taken was answered and handed out; the rest never asked.
+    assert sandbox.stats()["requests"] == len(keys)
+    assert not batch.outstanding()
+
+
+class Closable:
+    def __init__(self):
+        self.closed = threading.Event()
+
+    def close(self):
+        self.closed.set()
+
+
+def test_parking_gives_back_once_and_closes_what_nobody_takes():
+    parking = Parking()
+    kept, left, replaced = Closable(), Closable(), Closable()
+    parking.park("a", kept, ttl=WAIT)
+    assert parking.take("a") is kept
+    assert parking.take("a") is None  # once
+    parking.park("b", left, ttl=0.01)
+    assert left.closed.wait(WAIT)  # its timer closed it
+    assert parking.take("b") is None and parking.expired == 1
+    parking.park("c", replaced, ttl=WAIT)
+    parking.park("c", Closable(), ttl=WAIT)
+    assert replaced.closed.is_set()  # one per key: the older one is closed
+    parking.drop(lambda key: key == "c")
+    assert len(parking) == 0
+    assert not kept.closed.is_set()  # taken back: the taker owns it

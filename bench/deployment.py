@@ -318,7 +318,9 @@ ICP = env["ir.config_parameter"].sudo()
 ICP.set_param("sicantik_connector.allowed_hosts", "127.0.0.1 localhost ::1")
 for key, value in spec["params"].items():
     ICP.set_param("sicantik_connector." + key, value)
-provider = env["sicantik.whatsapp.provider"].create(spec["provider"])
+provider = env["sicantik.whatsapp.provider"]
+if spec["provider"]:
+    provider = provider.create(spec["provider"])
 configs = env["sicantik.config"].create(
     [{**values, "whatsapp_provider_id": provider.id} for values in spec["connectors"]]
 )
@@ -338,7 +340,7 @@ env.cr.commit()
 print(spec["marker"] + " " + json.dumps({
     "configs": configs.ids,
     "crons": crons,
-    "webhook_token": provider.webhook_token,
+    "webhook_token": provider.webhook_token or None,
     "login": manager.login or None,
 }))
 """
@@ -373,15 +375,18 @@ def webhook_provider_values(name, gateway, **values):
     }
 
 
-def setup_script(marker, connectors, provider, params=None, manager=None):
+def setup_script(
+    marker, connectors, provider, params=None, manager=None, crons=JOB_CRONS
+):
     """The ``odoo-bin shell`` text that sets a test database up: every other
     connector archived, loopback allowed, the ``sicantik_connector.*``
-    system parameters ``params``, the provider, the ``connectors`` (each
-    sending reminders through it), given its values a SICANTIK manager, and
-    every scheduled action but the addon's jobs (``JOB_CRONS``) deactivated.
+    system parameters ``params``, the provider (None: none), the
+    ``connectors`` (each sending reminders through it), given its values a
+    SICANTIK manager, and every scheduled action but ``crons`` (xml ids of
+    the addon's jobs) deactivated.
 
     :meth:`Odoo.shell` of it returns ``{"configs": [ids], "crons": {xml id:
-    id} (JOB_CRONS), "webhook_token": ..., "login": ... or None}``. Compiled
+    id}, "webhook_token": ... or None, "login": ... or None}``. Compiled
     here, so that a broken text fails before anything runs it.
     """
     spec = {
@@ -390,7 +395,7 @@ def setup_script(marker, connectors, provider, params=None, manager=None):
         "provider": provider,
         "connectors": list(connectors),
         "manager": manager,
-        "crons": list(JOB_CRONS),
+        "crons": list(crons),
     }
     text = f"spec = {spec!r}\n{SETUP_SCRIPT}"
     compile(text, f"<{marker} set-up>", "exec")

@@ -28,6 +28,7 @@ from bench.deployment import (
     Poker,
     drop,
     permit_figures,
+    setup_script,
     wait_for,
 )
 
@@ -45,34 +46,28 @@ SEED = 1
 MIN_RATIO = 0.90
 SERVERS = 2
 
-SETUP = """
-import json
-env["sicantik.config"].search([]).write({{"active": False}})
-env["ir.config_parameter"].sudo().set_param(
-    "sicantik_connector.allowed_hosts", "127.0.0.1 localhost ::1"
-)
-configs = env["sicantik.config"].create([{{
-    "name": "bench deploy " + str(n),
-    "api_url": {url!r},
-    "page_size": {page_size},
-    "rate_limit": {rate},
-    "max_workers": {workers},
-}} for n in range({connectors})])
-env["res.users"].create({{
-    "name": "bench manager",
-    "login": "bench_manager",
-    "password": {password!r},
-    "groups_id": [(6, 0, [
-        env.ref("base.group_user").id,
-        env.ref("sicantik_connector.sicantik_connector_group_manager").id,
-    ])],
-}})
-names = ("ir_cron_sync_permits", "ir_cron_sync_expiry_dates")
-crons = {{n: env.ref("sicantik_connector." + n).id for n in names}}
-env["ir.cron"].search([("id", "not in", list(crons.values()))]).active = False
-env.cr.commit()
-print("BENCH " + json.dumps({{"configs": configs.ids, "crons": crons}}))
-"""
+
+def set_up_text(url, password):
+    """The ``odoo-bin shell`` set-up: the connectors on the sandbox at
+    ``url``, no WhatsApp provider, a manager, only the two sync jobs."""
+    connectors = [
+        {
+            "name": f"bench deploy {n}",
+            "api_url": url,
+            "page_size": PAGE_SIZE,
+            "rate_limit": RATE_LIMIT,
+            "max_workers": WORKERS,
+        }
+        for n in range(CONNECTORS)
+    ]
+    manager = {"name": "bench manager", "login": "bench_manager", "password": password}
+    return setup_script(
+        "BENCH",
+        connectors,
+        None,
+        manager=manager,
+        crons=("ir_cron_sync_permits", "ir_cron_sync_expiry_dates"),
+    )
 
 
 def _listed(db, configs):
@@ -98,17 +93,7 @@ def _expiry_done(db, configs):
 def _run_in(deployment, sandbox, log):
     """Everything after the install; returns the figures."""
     odoo, db, password = deployment
-    setup = odoo.shell(
-        SETUP.format(
-            url=sandbox.url,
-            page_size=PAGE_SIZE,
-            rate=RATE_LIMIT,
-            workers=WORKERS,
-            connectors=CONNECTORS,
-            password=password,
-        ),
-        "BENCH",
-    )
+    setup = odoo.shell(set_up_text(sandbox.url, password), "BENCH")
     configs, crons = setup["configs"], setup["crons"]
     db.open()
     servers = [odoo.prefork_server() for _n in range(SERVERS)]

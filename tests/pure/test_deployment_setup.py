@@ -154,3 +154,29 @@ def test_deploy_test_set_up(capsys):
     assert manager["password"] == "pa'ss\"word"
     assert "sicantik_connector.sicantik_connector_group_manager" in env.refs
     assert result["login"] == manager["login"]
+
+
+def test_expiry_sync_deploy_bench_set_up(capsys):
+    from bench import expiry_sync_deploy
+
+    text = expiry_sync_deploy.set_up_text(SANDBOX_URL, "pw")
+    env, result = run(text, "BENCH", capsys)
+    # No provider: the connectors remind nobody, the answer has no token.
+    assert env.rows["sicantik.whatsapp.provider"] == []
+    assert result["webhook_token"] is None
+    made = env.rows["sicantik.config"]
+    assert len(made) == expiry_sync_deploy.CONNECTORS
+    for row in made:
+        assert row["api_url"] == SANDBOX_URL
+        assert row["rate_limit"] == expiry_sync_deploy.RATE_LIMIT
+        assert row["whatsapp_provider_id"] is False
+    assert sorted(result["crons"]) == [
+        "ir_cron_sync_expiry_dates",
+        "ir_cron_sync_permits",
+    ]
+    crons = list(result["crons"].values())
+    assert env.log[-2:] == [
+        ("search", "ir.cron", [("id", "not in", crons)]),
+        ("write", "ir.cron", {"active": False}),
+    ]
+    assert result["login"] == "bench_manager"

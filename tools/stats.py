@@ -57,6 +57,7 @@ class ClientStats:
             self._bytes = 0
             self._pace_lowest = None
             self._slowdowns = 0
+            self._late_slots = 0
 
     def record_attempt(self, endpoint, status, latency_s, nbytes=0):
         """One HTTP attempt finished with ``status`` (None: no answer)."""
@@ -106,6 +107,18 @@ class ClientStats:
             self._wait_folded_until = span_end
         self._wait_spans = spans
 
+    def record_late_slot(self, waited):
+        """A request's slot was stale at the send (``http_guard.SendGate``):
+        dropped, and a new one waited for during ``waited`` seconds."""
+        with self._lock:
+            self._late_slots += 1
+        self.record_wait(waited)
+
+    @property
+    def late_slots(self):
+        """Requests whose rate-limiter slot was re-taken at the send."""
+        return self._late_slots
+
     @property
     def rate_limit_wait(self):
         """Wall-clock seconds during which at least one request waited."""
@@ -148,6 +161,7 @@ class ClientStats:
                 if self._pace_lowest is None
                 else round(self._pace_lowest, 3),
                 "slowdowns": self._slowdowns,
+                "late_slots": self._late_slots,
             }
         p50 = percentile(latencies, 0.50)
         p95 = percentile(latencies, 0.95)

@@ -281,7 +281,7 @@ class _GuardedConnectionMixin:
         # A proxy's CONNECT goes through send() too: not the request yet.
         self._guard_connecting = True
         try:
-            super().connect()
+            return super().connect()
         finally:
             self._guard_connecting = False
 

@@ -31,6 +31,7 @@ from tools.const import LATE_SLOT_TOLERANCE_S
 from tools.http_core import Guard, SendGate
 from tools.rate_limiter import RateLimiter
 from tools.sicantik_api import SicantikApi
+from tools.sicantik_exceptions import SicantikLimiterUnavailable
 from tools.whatsapp_gateways import WebhookGateway
 
 RATE = 10.0  # slots 100 ms apart
@@ -370,3 +371,24 @@ def test_a_gate_wait_longer_than_the_deadline_does_not_fail_the_request(
     # the latency the pace looks at is the server's, not the wait
     # (an answer read in time came within the 1 s deadline, the wait aside)
     assert stats["latency_p50_ms"] < 1400
+
+
+def test_no_send_time_at_the_gate_means_nothing_is_sent(slow_connect):
+    """The re-take at the gate meets an unreachable limiter database: the
+    call ends with the family's LimiterUnavailable, as from ``acquire()``,
+    not retried, and no request reaches the server."""
+    started, clock = slow_connect
+    server, url, policy = started(SICANTIK_BODY)
+
+    class Unreachable(RateLimiter):
+        def confirm(self):
+            raise SicantikLimiterUnavailable("rate bucket: database unreachable")
+
+    limiter = Unreachable(RATE, clock=clock, sleep=clock.sleep)
+    with SicantikApi(
+        url + "/api", limiter=limiter, max_workers=1, address_policy=policy
+    ) as api:
+        with pytest.raises(SicantikLimiterUnavailable):
+            api.count_permit_types()
+        assert api.stats.as_dict()["retries"] == 0
+    assert server.arrivals == []  # never written: nothing can arrive

@@ -181,19 +181,17 @@ class SicantikTransport:
         ``const.DEADLINE_MARGIN``, attempts and backoff pauses included: no
         attempt starts and no pause begins that would end past it, and the
         running attempt is cut there (``Guard``). Only waits at the rate
-        limiter are not counted: a retry's wait before its attempt (an
-        attempt that finds the call deadline passed after it is not made),
-        and the wait for a fresh slot at the send gate (``SendGate``: the
-        slot went stale while the connection was opened), which moves the
-        attempt's deadline and the call's end back by as much.
+        limiter are not counted: a retry's wait before its attempt (which
+        is not made if the call deadline passed meanwhile), and a wait for
+        a fresh slot at the send gate, which moves the attempt's deadline
+        and the call's end back by as much.
         """
         if self._closed:
             raise SicantikConfigError("the SICANTIK client is closed")
         query = dict(params or {})
         query.update(self._format_query)
-        # Prepared once, before the limiter: after a slot is granted only the
-        # connection and the write remain, and the gate checks the slot again
-        # at the write, so the server sees the pace we keep.
+        # Prepared once, before the limiter: after a slot only the connection
+        # and the write remain, and the gate checks the slot at the write.
         request, send_kwargs = self._prepare(endpoint, query)
         gate = http_core.SendGate.for_limiter(self.limiter, self.stats.record_late_slot)
         attempt = 0

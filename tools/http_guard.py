@@ -21,6 +21,10 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+# A before_send hook shorter than this does not reschedule the watchdog (one
+# thread fewer per request); the attempt may then be cut this much early.
+_TIMER_SLACK_S = 0.002
+
 
 # --------------------------------------------------------------------------
 # Deadline of an attempt, address policy at connect time
@@ -89,6 +93,8 @@ class Attempt:
         self._done = False
         self._timer = None
         self._timer_id = 0  # a stale timer (rescheduled) cuts nothing
+        self._pausing = False  # in before_send: the watchdog holds off
+        self._held = False  # the watchdog fired while it held off
 
     def left(self):
         """Seconds left before the deadline (negative once passed)."""
@@ -114,7 +120,7 @@ class Attempt:
     def before_send(self):
         """Run the ``before_send`` hook, once per attempt.
 
-        The watchdog is stopped meanwhile and the deadline is moved back by
+        The watchdog holds off meanwhile and the deadline is moved back by
         the time the hook took: a wait for a fresh slot is the limiter's
         time, not the server's. An attempt already cut stays cut (its
         socket is shut down: the write fails).
@@ -125,17 +131,21 @@ class Attempt:
         with self.guard._lock:
             if self.expired:
                 return
-            self._timer_id += 1  # a timer firing now finds itself stale
-            self._timer.cancel()
+            self._pausing = True
         started = time.monotonic()
         try:
             hook()
         finally:
             paused = time.monotonic() - started
             with self.guard._lock:
+                self._pausing = False
                 self.paused += paused
                 self.deadline += paused
-                if not self._done:
+                # A hook that did not wait (the slot was fresh) leaves the
+                # watchdog as it is: at most _TIMER_SLACK_S early, no thread.
+                if not self._done and (self._held or paused > _TIMER_SLACK_S):
+                    self._held = False
+                    self._timer.cancel()
                     self._start_timer()
 
     def __exit__(self, *exc_info):
@@ -172,6 +182,9 @@ class Attempt:
     def _expire(self, timer_id=None):
         with self.guard._lock:
             if self._done or timer_id not in (None, self._timer_id):
+                return
+            if self._pausing:
+                self._held = True  # the deadline moves: rescheduled after
                 return
             self.expired = True
             # under the lock: a connection cannot change hands meanwhile

@@ -315,7 +315,7 @@ def test_a_limiter_without_confirm_keeps_the_old_path():
 # --------------------------------------------------------------------------
 # (c) The gate's wait is the limiter's time, not the attempt's
 # --------------------------------------------------------------------------
-def test_the_gate_wait_moves_the_deadline_and_stops_the_watchdog():
+def test_the_gate_wait_moves_the_deadline_and_holds_the_watchdog_off():
     guard = Guard()
     wait = threading.Event()
     start = time.monotonic()
@@ -324,7 +324,7 @@ def test_the_gate_wait_moves_the_deadline_and_stops_the_watchdog():
         before = guarded.deadline
         guarded.before_send()
         paused = guarded.paused
-        # the watchdog was stopped during the wait: not cut at the old deadline
+        # the watchdog held off during the wait: not cut at the old deadline
         assert not guarded.expired
         guarded.before_send()  # once per attempt
         assert guarded.paused == paused

@@ -25,24 +25,28 @@ DEFAULT_MAX_PAGES = 5000
 DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024  # decoded body size cap
 DEFAULT_PAGE_SIZE = 50  # older docs recommend at most 50 rows per request
 
-# The server counts arrivals, and network/thread jitter between our clock and
-# its clock can bring two requests closer together than we sent them. The
-# client paces itself at ``rate_limit * (1 - RATE_SAFETY_MARGIN)``: with 10
-# req/s that spaces requests 103 ms apart, so eleven consecutive requests span
-# 1.03 s and the server only sees eleven inside one second when the first one
-# was delayed 30 ms more than the eleventh. Throughput stays at 97 % of the
-# agreed rate. See ``rate_limiter.py`` for why spacing is measured on the
-# actual release times (late thread wake-ups never compress the spacing).
+# The server counts arrivals, and the delays between our send times and its
+# clock can bring two requests closer together than we sent them. The client
+# paces itself at ``rate_limit * (1 - RATE_SAFETY_MARGIN)``: with 10 req/s that
+# spaces requests 103 ms apart, so eleven consecutive requests span 1.03 s and
+# the server only sees eleven inside one second when the first one was delayed
+# 30 ms more than the eleventh. Throughput stays at 97 % of the agreed rate.
+# See ``rate_limiter.py`` for why spacing is measured on the actual release
+# times (late thread wake-ups never compress the spacing).
 RATE_SAFETY_MARGIN = 0.03
 # In window terms: ``rate`` + 1 requests span at least ``1 / (1 - margin)``
 # seconds of send time, so the server counts at most ``rate`` in any 1 s window
-# as long as two requests' send-to-arrival delays differ by less than
+# as long as two requests' slot-to-arrival delays differ by less than
 # ``margin / (1 - margin)`` seconds: 30.9 ms with 3 %.
 #
-# The deployment-wide (PostgreSQL) limiter hands out send times; a process
-# that wakes up for its slot more than this late drops the slot and claims a
-# new one, so a late send eats at most this much of the 30.9 ms above and
-# leaves the rest (about 21 ms) for the network.
+# Both limiters hand out send times (slots). The client's own lateness is
+# bounded at the send itself: right before a request's first byte is written,
+# once its connection exists (DNS, TCP connect, TLS handshake done), the send
+# gate (``http_guard.SendGate``, ``confirm()`` of the limiters) drops a slot
+# older than this and waits for a new one; the PostgreSQL limiter also drops a
+# slot its thread wakes up for this late. So a request leaves at most this long
+# after its slot, and the rest of the 30.9 ms (about 21 ms) is for what comes
+# after the write: the network and the server's own scheduling.
 LATE_SLOT_TOLERANCE_S = 0.010
 # The PostgreSQL limiter: how long one claim may wait for the database, how
 # long a process keeps trying (then it raises; it never sends unpaced), and the

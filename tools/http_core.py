@@ -10,7 +10,8 @@ What both clients do the same way:
   of each attempt (:meth:`Guard.attempt`: connect, TLS, status line,
   headers and body, whatever the server does) and the outbound address
   policy (``addresses.py``), checked against the address actually
-  connected to;
+  connected to; and the send gate of an attempt (:class:`SendGate`: the
+  rate limiter's slot checked again when the first byte is written);
 * :func:`prepare`: the request and the ``Session.send`` arguments: (connect,
   read) timeouts, redirects refused, the body streamed;
 * :func:`check_base_url`, :func:`check_timeout`, :func:`attempt_deadline`:
@@ -44,10 +45,12 @@ from requests.utils import select_proxy
 
 from .const import READ_CHUNK_BYTES, SUPPORTED_ENCODINGS, USER_AGENT
 
-# Guard is part of the core's interface (the clients build one per session).
+# Guard and SendGate are part of the core's interface (the clients build one
+# Guard per session, and a SendGate per call from their rate limiter).
 from .http_guard import (  # noqa: F401  pylint: disable=unused-import
     Guard,
     GuardedAdapter,
+    SendGate,
 )
 
 

@@ -1,12 +1,13 @@
-"""Deadlines and addresses enforced by the connections of an HTTP session
-(no Odoo import; used by ``http_core``).
+"""Deadlines, addresses and the send gate enforced by the connections of an
+HTTP session (no Odoo import; used by ``http_core``).
 
 :class:`Guard` holds, per thread, the deadline of the running attempt and the
 outbound address policy (``addresses.py``); the guarded urllib3 connections
 and pools below check the address actually connected to, get at most the
 time left to connect, and a watchdog shuts the socket down at the deadline,
 so connect, TLS, status line, headers and body all end in time whatever the
-server does.
+server does. An attempt's ``before_send`` hook (:class:`SendGate`) runs once
+the connection exists, right before the request's first byte is written.
 """
 
 import contextlib
@@ -19,6 +20,10 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+# A before_send hook shorter than this does not reschedule the watchdog (one
+# thread fewer per request); the attempt may then be cut this much early.
+_TIMER_SLACK_S = 0.002
 
 
 # --------------------------------------------------------------------------
@@ -46,6 +51,11 @@ class Guard:
       ``requests`` exception) before any byte is sent. Through an
       environment proxy, which resolves the name itself, the URL is checked
       by :func:`prepare` instead.
+    * the **send gate** of the current attempt (``before_send``, e.g. a
+      :class:`SendGate`): called once per attempt when the connection is
+      ready (DNS, TCP connect, TLS handshake, proxy tunnel done) and the
+      request's first byte is about to be written; new or pooled connection
+      alike. Time spent inside it is not counted against the deadline.
     """
 
     def __init__(self, address_policy=None):
@@ -53,9 +63,11 @@ class Guard:
         self._local = threading.local()
         self._lock = threading.Lock()  # connection ownership, expiry
 
-    def attempt(self, deadline):
-        """A context manager bounding this thread's requests by ``deadline``."""
-        return Attempt(self, deadline)
+    def attempt(self, deadline, before_send=None):
+        """A context manager bounding this thread's requests by ``deadline``;
+        ``before_send`` (a callable, or None) runs once, right before the
+        first write of the attempt's request."""
+        return Attempt(self, deadline, before_send)
 
     def current(self):
         """This thread's running :class:`Attempt`, or None."""
@@ -64,15 +76,25 @@ class Guard:
 
 class Attempt:
     """One attempt under a :class:`Guard` (see there); ``expired`` turns True
-    when the watchdog cut it."""
+    when the watchdog cut it.
 
-    def __init__(self, guard, deadline):
+    ``paused`` is the time spent in the ``before_send`` hook (waiting for a
+    fresh rate-limiter slot): the deadline moves back by as much, so a
+    limiter wait is never counted as the server's time.
+    """
+
+    def __init__(self, guard, deadline, before_send=None):
         self.guard = guard
         self.deadline = float(deadline)
         self.expired = False
+        self.paused = 0.0
+        self._before_send = before_send
         self._watched = []  # (connection, duplicate of its socket)
         self._done = False
         self._timer = None
+        self._timer_id = 0  # a stale timer (rescheduled) cuts nothing
+        self._pausing = False  # in before_send: the watchdog holds off
+        self._held = False  # the watchdog fired while it held off
 
     def left(self):
         """Seconds left before the deadline (negative once passed)."""
@@ -82,10 +104,49 @@ class Attempt:
         if self.guard.current() is not None:
             raise RuntimeError("an attempt is already running in this thread")
         self.guard._local.attempt = self
-        self._timer = threading.Timer(max(0.0, self.left()), self._expire)
+        with self.guard._lock:
+            self._start_timer()
+        return self
+
+    def _start_timer(self):
+        """(Re)start the watchdog for the current deadline (lock held)."""
+        self._timer_id += 1
+        self._timer = threading.Timer(
+            max(0.0, self.left()), self._expire, args=(self._timer_id,)
+        )
         self._timer.daemon = True
         self._timer.start()
-        return self
+
+    def before_send(self):
+        """Run the ``before_send`` hook, once per attempt.
+
+        The watchdog holds off meanwhile and the deadline is moved back by
+        the time the hook took: a wait for a fresh slot is the limiter's
+        time, not the server's. An attempt already cut stays cut (its
+        socket is shut down: the write fails).
+        """
+        hook, self._before_send = self._before_send, None
+        if hook is None:
+            return
+        with self.guard._lock:
+            if self.expired:
+                return
+            self._pausing = True
+        started = time.monotonic()
+        try:
+            hook()
+        finally:
+            paused = time.monotonic() - started
+            with self.guard._lock:
+                self._pausing = False
+                self.paused += paused
+                self.deadline += paused
+                # A hook that did not wait (the slot was fresh) leaves the
+                # watchdog as it is: at most _TIMER_SLACK_S early, no thread.
+                if not self._done and (self._held or paused > _TIMER_SLACK_S):
+                    self._held = False
+                    self._timer.cancel()
+                    self._start_timer()
 
     def __exit__(self, *exc_info):
         self.guard._local.attempt = None
@@ -118,15 +179,51 @@ class Attempt:
             if self.expired:
                 _shutdown(dup)
 
-    def _expire(self):
+    def _expire(self, timer_id=None):
         with self.guard._lock:
-            if self._done:
+            if self._done or timer_id not in (None, self._timer_id):
+                return
+            if self._pausing:
+                self._held = True  # the deadline moves: rescheduled after
                 return
             self.expired = True
             # under the lock: a connection cannot change hands meanwhile
             for conn, dup in self._watched:
                 if getattr(conn, "_guard_owner", None) is self:
                     _shutdown(dup)
+
+
+class SendGate:
+    """The ``before_send`` hook that holds a rate limiter's slot to the send.
+
+    A limiter hands out a send time (slot); a request that leaves later than
+    ``const.LATE_SLOT_TOLERANCE_S`` after it (a slow DNS lookup, TCP connect
+    or TLS handshake, or a thread that ran late) would close up on the next
+    slot. At the write, ``limiter.confirm()`` checks the calling thread's
+    slot: still fresh, the request goes; stale, the slot is dropped (lost,
+    never reused) and a new one is waited for. ``on_retake(seconds)`` is
+    called with the wait whenever a slot was re-taken (statistics).
+
+    The limiter protocol: ``acquire()``, ``feedback(status, latency_s)``,
+    ``pace_factor()`` and ``confirm()``; :meth:`for_limiter` gives None for a
+    limiter without ``confirm()`` (sends then go as before, ungated).
+    """
+
+    def __init__(self, limiter, on_retake=None):
+        self.limiter = limiter
+        self.on_retake = on_retake
+
+    @classmethod
+    def for_limiter(cls, limiter, on_retake=None):
+        """A gate for ``limiter``, or None when it cannot confirm slots."""
+        if not callable(getattr(limiter, "confirm", None)):
+            return None
+        return cls(limiter, on_retake)
+
+    def __call__(self):
+        waited = self.limiter.confirm()
+        if waited is not None and self.on_retake is not None:
+            self.on_retake(waited)
 
 
 def _shutdown(sock):
@@ -141,6 +238,7 @@ class _GuardedConnectionMixin:
         self._guard = guard
         self._guard_check = check_addresses
         self._guard_owner = None
+        self._guard_connecting = False
         super().__init__(*args, **kwargs)
 
     def _new_conn(self):
@@ -191,6 +289,27 @@ class _GuardedConnectionMixin:
         if attempt is not None and self.sock is not None:
             attempt.watch(self, self.sock)
         return super().putrequest(*args, **kwargs)
+
+    def connect(self):
+        # A proxy's CONNECT goes through send() too: not the request yet.
+        self._guard_connecting = True
+        try:
+            return super().connect()
+        finally:
+            self._guard_connecting = False
+
+    def send(self, data):
+        # Every write of the request (http.client and urllib3 1.26 and 2.x
+        # alike) comes here; the first one opens a connection that is not
+        # open yet. Connect first, then the attempt's gate, then write: the
+        # gate sees the time the request's first byte really leaves.
+        if not self._guard_connecting:
+            if self.sock is None and self.auto_open:
+                self.connect()
+            attempt = self._guard.current() if self._guard is not None else None
+            if attempt is not None:
+                attempt.before_send()
+        return super().send(data)
 
 
 class GuardedHTTPConnection(_GuardedConnectionMixin, HTTPConnection):

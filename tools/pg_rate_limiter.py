@@ -25,12 +25,17 @@ is turned into a local monotonic time as ``local_now + (slot - db_now)``,
 never early, only late by the answer's trip back (well under a millisecond on
 a socket or LAN).
 
+**Late sends.** A slot is only used between its time and
+``LATE_SLOT_TOLERANCE_S`` after it, checked twice: when the thread wakes up
+for it (:meth:`PgRateLimiter.acquire`), and when the request's first byte is
+about to be written, after the connection was opened (DNS, TCP, TLS):
+:meth:`PgRateLimiter.confirm`, called by ``http_guard.SendGate``. A slot
+found late is dropped (lost, never reused) and a new one is taken, so a send
+never closes up on the next slot by more than that tolerance.
+
 **Claiming ahead** (``batch`` > 1) saves round trips. It does not change the
-guarantee (every slot is a distinct time), but a slot is only used between its
-time and ``LATE_SLOT_TOLERANCE_S`` after it: a thread that wakes up later
-drops the slot and claims a new one, so a late send never closes up on the
-next slot by more than that tolerance. A process holds at most ``batch``
-unused slots.
+guarantee (every slot is a distinct time, used within the tolerance or
+dropped). A process holds at most ``batch`` unused slots.
 
 **Failures.** A killed process loses the slots it claimed (a gap on the
 server, never a double spend: a slot exists only in the process that claimed
@@ -147,7 +152,7 @@ class PgRateLimiter:
         self._pace_seen = (1.0, None, 0)
         self._db_offset = 0.0  # db_now - local clock
         self.claims = 0  # statements that claimed slots
-        self.dropped = 0  # slots lost to a late wake-up
+        self.dropped = 0  # slots lost to a late wake-up or a late send
         self.slowdowns = 0  # decreases this process made
         self.lowest = 1.0
 
@@ -167,7 +172,7 @@ class PgRateLimiter:
         return self._rate
 
     # ------------------------------------------------------------------
-    # The limiter protocol: acquire(), feedback(), pace_factor()
+    # The limiter protocol: acquire(), confirm(), feedback(), pace_factor()
     # ------------------------------------------------------------------
     def acquire(self):
         """Block until this process's next send time; return the seconds waited.
@@ -184,10 +189,31 @@ class PgRateLimiter:
                 self._sleep(wait)
             now = self._clock()
             if now - slot <= self._late:
+                self._thread.slot = slot  # held until confirm() or the next one
                 self._thread.last_slot = db_slot
                 return max(0.0, now - start)
             with self._lock:
                 self.dropped += 1  # woke up too late: this slot is lost
+
+    def confirm(self):
+        """At the send: keep this thread's slot, or replace a stale one.
+
+        Called right before the request's first byte is written, once the
+        connection exists. Returns None when the slot is at most
+        ``late_tolerance`` old (or this thread holds none); else the slot is
+        dropped (lost: claimed by this process only, it is never handed out
+        again), a new one is taken with :meth:`acquire` (which may raise
+        ``unavailable``), and the seconds waited are returned. Either way
+        the slot is used up.
+        """
+        waited = None
+        while True:
+            slot = self._thread.__dict__.pop("slot", None)
+            if slot is None or self._clock() - slot <= self._late:
+                return waited
+            with self._lock:
+                self.dropped += 1
+            waited = (waited or 0.0) + self.acquire()
 
     @property
     def last_slot(self):

@@ -11,10 +11,15 @@ them catch up, so late wake-ups never bring two releases closer than
 ``1 / rate``. Waiters queue on a turnstile lock, so only one thread at a time
 sleeps for the next token (no thundering herd, no token handed out twice).
 
-What the limiter cannot control is the delay between its release and the
-request's arrival at the server (thread scheduling, network). Callers that must
-stay under a server-side limit leave a small margin for that:
-:meth:`RateLimiter.for_server_limit` applies ``const.RATE_SAFETY_MARGIN``.
+A release is a send time (slot) for the thread that took it. The request
+leaves later: the connection may still have to be opened (DNS, TCP, TLS), the
+thread may run late. :meth:`RateLimiter.confirm`, called by the HTTP layer
+right before the request's first byte is written (``http_guard.SendGate``),
+drops a slot older than ``const.LATE_SLOT_TOLERANCE_S`` and waits for a new
+one, so a request never leaves more than that tolerance after its release.
+What is left between the send and the arrival (network, the server's own
+scheduling) is covered by a small margin: :meth:`RateLimiter.for_server_limit`
+applies ``const.RATE_SAFETY_MARGIN``.
 
 The sliding-window guarantee (at most ``limit`` releases in any 1 s window)
 needs ``burst=1``: after an idle period a bucket of ``burst`` tokens lets
@@ -33,7 +38,7 @@ import threading
 import time
 
 from .adaptive_pace import AdaptivePace
-from .const import RATE_SAFETY_MARGIN
+from .const import LATE_SLOT_TOLERANCE_S, RATE_SAFETY_MARGIN
 
 # Float tolerance on the token count (refill arithmetic is not exact).
 _EPSILON = 1e-9
@@ -63,10 +68,19 @@ class RateLimiter:
     :param clock: monotonic clock in seconds (injectable for tests)
     :param sleep: sleep function in seconds (injectable for tests)
     :param pace: an :class:`AdaptivePace` scaling the rate down, or None
+    :param late_tolerance: seconds a send may leave after its release before
+        :meth:`confirm` drops the release and waits for a new one
     """
 
     def __init__(
-        self, rate, burst=1, *, clock=time.monotonic, sleep=time.sleep, pace=None
+        self,
+        rate,
+        burst=1,
+        *,
+        clock=time.monotonic,
+        sleep=time.sleep,
+        pace=None,
+        late_tolerance=LATE_SLOT_TOLERANCE_S,
     ):
         if burst < 1:
             raise ValueError(f"burst must be >= 1, got {burst!r}")
@@ -80,6 +94,9 @@ class RateLimiter:
         self._tokens = self._burst
         self._updated = clock()
         self._released = 0
+        self._late = float(late_tolerance)
+        self._thread = threading.local()  # the release this thread holds
+        self.dropped = 0  # releases lost to a late send (never reused)
 
     @classmethod
     def for_server_limit(
@@ -87,9 +104,11 @@ class RateLimiter:
     ):
         """Limiter that keeps a server-side limit of ``limit`` req/s.
 
-        Paces at ``limit * (1 - margin)`` so that arrival jitter between the
-        client and the server does not push an observed 1 s window over the
-        limit (see ``const.RATE_SAFETY_MARGIN``), with ``burst=1`` (the only
+        Paces at ``limit * (1 - margin)`` so that the delays between a
+        release and the arrival (the client's own, at most
+        ``const.LATE_SLOT_TOLERANCE_S`` with the send gate, then the
+        network's and the server's) do not push an observed 1 s window over
+        the limit (see ``const.RATE_SAFETY_MARGIN``), with ``burst=1`` (the only
         burst that keeps every 1 s window at the limit), and with an adaptive
         pace unless ``adaptive=False``.
         """
@@ -138,10 +157,12 @@ class RateLimiter:
     def _try_take(self):
         """Take a token if one is there; else return the seconds to wait."""
         with self._state_lock:
-            self._refill(self._clock())
+            now = self._clock()
+            self._refill(now)
             if self._tokens >= 1.0 - _EPSILON:
                 self._tokens -= 1.0
                 self._released += 1
+                self._thread.slot = now  # the send time this thread holds
                 return 0.0
             return (1.0 - self._tokens) / self._current_rate()
 
@@ -163,6 +184,24 @@ class RateLimiter:
                 if not wait:
                     return max(0.0, self._clock() - start)
                 self._sleep(wait)
+
+    def confirm(self):
+        """At the send: keep this thread's release, or replace a stale one.
+
+        Called right before the request's first byte is written. Returns
+        None when the release is at most ``late_tolerance`` old (or this
+        thread holds none); else the release is dropped (its token is spent:
+        a gap, never a second send on it), a new one is waited for, and the
+        seconds waited are returned. Either way the release is used up.
+        """
+        waited = None
+        while True:
+            slot = self._thread.__dict__.pop("slot", None)
+            if slot is None or self._clock() - slot <= self._late:
+                return waited
+            with self._state_lock:
+                self.dropped += 1
+            waited = (waited or 0.0) + self.acquire()
 
     def __repr__(self):
         return f"RateLimiter(rate={self._rate:g}, burst={self.burst})"

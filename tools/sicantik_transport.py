@@ -5,7 +5,8 @@ Its private :meth:`~SicantikTransport._request` owns the URL, the rate
 limiter, the retries, the bounded read (size and deadline, from the HTTP
 core) and the mapping of every failure to a typed
 :class:`~.sicantik_exceptions.SicantikError`. Retries happen here and only
-here (no urllib3 ``Retry``), so every attempt passes the rate limiter and is
+here (no urllib3 ``Retry``), so every attempt passes the rate limiter (slot
+taken before the attempt, checked again at the write by the send gate) and is
 counted in ``stats``. What an answer's status means is the job of
 ``sicantik_answers.py``.
 """
@@ -18,7 +19,7 @@ import time
 import requests
 
 from . import http_core
-from .api_errors import AddressNotAllowed
+from .api_errors import AddressNotAllowed, LimiterUnavailable
 from .const import (
     ACCEPT_ENCODING,
     ACCEPT_JSON,
@@ -168,7 +169,9 @@ class SicantikTransport:
 
         Retries timeouts, connection failures, truncated or unreadable answers
         and 5xx with full-jitter backoff; honours Retry-After on 429/503 up to
-        ``retry_after_cap``. Every attempt waits for the rate limiter. With
+        ``retry_after_cap``. Every attempt waits for the rate limiter, and
+        its slot is checked again when the request is written, connection
+        open (``http_core.SendGate``; a stale slot is replaced). With
         ``per_record`` the failures tied to the answer itself (unreadable, too
         large) get the ``record`` scope. ``cancel`` (a ``threading.Event``)
         stops before any further attempt.
@@ -177,17 +180,20 @@ class SicantikTransport:
         let it go), the call ends within ``call_deadline`` plus
         ``const.DEADLINE_MARGIN``, attempts and backoff pauses included: no
         attempt starts and no pause begins that would end past it, and the
-        running attempt is cut there (``Guard``). Only a retry's wait at a
-        rate limiter shared with other callers is not counted; an attempt
-        that finds the call deadline passed after that wait is not made.
+        running attempt is cut there (``Guard``). Only waits at the rate
+        limiter are not counted: a retry's wait before its attempt (which
+        is not made if the call deadline passed meanwhile), and a wait for
+        a fresh slot at the send gate, which moves the attempt's deadline
+        and the call's end back by as much.
         """
         if self._closed:
             raise SicantikConfigError("the SICANTIK client is closed")
         query = dict(params or {})
         query.update(self._format_query)
-        # Prepared once, before the limiter: after a token is granted only the
-        # socket write remains, so the server sees the pace we keep.
+        # Prepared once, before the limiter: after a slot only the connection
+        # and the write remain, and the gate checks the slot at the write.
         request, send_kwargs = self._prepare(endpoint, query)
+        gate = http_core.SendGate.for_limiter(self.limiter, self.stats.record_late_slot)
         attempt = 0
         call_end = error = None
         while True:
@@ -202,10 +208,12 @@ class SicantikTransport:
                 call_end = started + self.call_deadline
             elif started >= call_end:
                 raise error  # the limiter's wait used up the call's time
-            deadline = min(started + self.deadline, call_end)
+            guarded = self._guard.attempt(
+                min(started + self.deadline, call_end), before_send=gate
+            )
             try:
                 status, headers, body = self._attempt(
-                    endpoint, request, send_kwargs, attempt, started, deadline
+                    endpoint, request, send_kwargs, attempt, started, guarded
                 )
                 return interpret(
                     endpoint,
@@ -216,8 +224,11 @@ class SicantikTransport:
                     base_url=self.base_url,
                     empty_404_is_empty=empty_404_is_empty,
                 )
+            except LimiterUnavailable:
+                raise  # from the gate: no send time, as from acquire()
             except SicantikError as err:
                 error = err
+                call_end += guarded.paused  # the gate's wait is not counted
                 delay = self._after_failure(
                     err, endpoint, attempt, per_record, call_end
                 )
@@ -317,13 +328,13 @@ class SicantikTransport:
             host=self.host, category=error.category, endpoint=endpoint
         )
 
-    def _attempt(self, endpoint, request, send_kwargs, attempt, started, deadline):
+    def _attempt(self, endpoint, request, send_kwargs, attempt, started, guarded):
         """One HTTP GET: ``(status, headers, body)``; failures become errors.
 
-        It ends by ``deadline`` (a ``time.monotonic()`` instant), whatever
-        the server does: see ``http_core.Guard``.
+        It ends by the deadline of ``guarded`` (an ``http_core.Attempt``, not
+        entered yet), whatever the server does: see ``http_core.Guard``.
         """
-        with self._guard.attempt(deadline) as guarded:
+        with guarded:
             return self._guarded_attempt(
                 endpoint, request, send_kwargs, attempt, started, guarded
             )
@@ -341,7 +352,7 @@ class SicantikTransport:
                 outcome = type(e).__name__
                 if guarded.expired or guarded.left() <= 0:
                     raise self._deadline_error(
-                        endpoint, guarded.deadline - started, answered=False
+                        endpoint, self._allowed(guarded, started), answered=False
                     ) from e
                 raise self._transport_error(e, endpoint) from e
             except AddressNotAllowed as e:
@@ -351,7 +362,7 @@ class SicantikTransport:
                 # cut in the headers: http.client takes an end for an end
                 response.close()
                 raise self._deadline_error(
-                    endpoint, guarded.deadline - started, answered=False
+                    endpoint, self._allowed(guarded, started), answered=False
                 )
             status = response.status_code
             outcome = status
@@ -361,16 +372,15 @@ class SicantikTransport:
                     response.headers.get("Content-Encoding"),
                     endpoint=endpoint,
                 )
-                body = self._read_body(
-                    response, endpoint, sink, guarded.deadline, started
-                )
+                body = self._read_body(response, endpoint, sink, guarded, started)
             finally:
                 # Fully read: the connection is already back in the pool and
                 # this is a no-op; otherwise it drops the half-read connection.
                 response.close()
             return status, response.headers, body
         finally:
-            elapsed = time.monotonic() - started
+            # the server's time: the gate's wait for a fresh slot is the limiter's
+            elapsed = time.monotonic() - started - guarded.paused
             self.stats.record_attempt(endpoint, status, elapsed, sink.raw_bytes)
             if getattr(self.limiter, "feedback", None) and self.limiter.feedback(
                 status, elapsed
@@ -393,19 +403,24 @@ class SicantikTransport:
                 attempt,
             )
 
-    def _read_body(self, response, endpoint, sink, deadline, started):
+    def _read_body(self, response, endpoint, sink, guarded, started):
         """The body, read under the size cap and the attempt's deadline."""
         try:
             return http_core.read_body(
                 response,
                 sink,
-                deadline=deadline,
+                deadline=guarded.deadline,
                 read_timeout=self.timeout[1],
             )
         except http_core.BodyError as e:
             raise self._body_error(
-                e, endpoint, response.status_code, deadline - started
+                e, endpoint, response.status_code, self._allowed(guarded, started)
             ) from e
+
+    @staticmethod
+    def _allowed(guarded, started):
+        """Seconds the attempt had, the gate's wait for a fresh slot aside."""
+        return guarded.deadline - started - guarded.paused
 
     def _deadline_error(self, endpoint, seconds, *, answered):
         """The attempt was cut at its deadline (``seconds`` after its start)."""

@@ -61,6 +61,7 @@ class ClientStats:
         self._bytes = 0
         self._pace_lowest = None
         self._slowdowns = 0
+        self._late_slots = 0
 
     def record_attempt(self, endpoint, status, latency_s, nbytes=0):
         """One HTTP attempt finished with ``status`` (None: no answer)."""
@@ -109,6 +110,18 @@ class ClientStats:
             self._wait_folded += span_end - span_start
             self._wait_folded_until = span_end
         self._wait_spans = spans
+
+    def record_late_slot(self, waited):
+        """A request's slot was stale at the send (``http_guard.SendGate``):
+        dropped, and a new one waited for during ``waited`` seconds."""
+        with self._lock:
+            self._late_slots += 1
+        self.record_wait(waited)
+
+    @property
+    def late_slots(self):
+        """Requests whose rate-limiter slot was re-taken at the send."""
+        return self._late_slots
 
     @property
     def rate_limit_wait(self):
@@ -161,6 +174,7 @@ class ClientStats:
                 if self._pace_lowest is None
                 else round(self._pace_lowest, 3),
                 "slowdowns": self._slowdowns,
+                "late_slots": self._late_slots,
             }
             if reset:
                 self._clear()

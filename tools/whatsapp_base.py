@@ -24,6 +24,7 @@ Secrets (tokens, API keys, webhook header values and URL) are registered with
 carry a masked phone number and never a credential.
 """
 
+import contextlib
 import json
 import logging
 import re
@@ -200,7 +201,9 @@ class HttpGateway(WhatsappGateway):
         first). Stated bound: a send ends within ``call_deadline +
         const.DEADLINE_MARGIN`` seconds after its first request starts
         (a send is never retried).
-    :param limiter: a shared ``RateLimiter`` paced before each send
+    :param limiter: a shared limiter (``RateLimiter``, ``PgRateLimiter``)
+        paced before each send; its slot is checked again when the send's
+        first request is written (``http_core.SendGate``)
     :param logger: logger or ``LoggerAdapter`` naming the provider
     :param address_policy: an ``addresses.AddressPolicy``: every connection
         is checked against it, on the address actually connected to, and a
@@ -354,7 +357,7 @@ class HttpGateway(WhatsappGateway):
         if self._closed:
             raise RuntimeError(f"{type(self).__name__} is closed")
         started = time.monotonic()
-        with self._guard.attempt(self._request_deadline()) as guarded:
+        with self._gated_attempt() as guarded:
             try:
                 request, send_kwargs = http_core.prepare(
                     self._session,
@@ -379,7 +382,7 @@ class HttpGateway(WhatsappGateway):
                 ) from None
             except requests.RequestException as e:
                 if guarded.expired or guarded.left() <= 0:
-                    seconds = guarded.deadline - started
+                    seconds = guarded.deadline - started - guarded.paused
                     error = self._deadline_error(seconds, sends_message)
                 else:
                     error = self._transport_error(e, sends_message)
@@ -390,7 +393,7 @@ class HttpGateway(WhatsappGateway):
                 if guarded.expired:
                     # cut in the headers: http.client takes an end for an end
                     raise self._deadline_error(
-                        guarded.deadline - started, sends_message
+                        guarded.deadline - started - guarded.paused, sends_message
                     )
                 raw, readable = self._read_body(response, guarded.deadline)
         status = response.status_code
@@ -405,6 +408,25 @@ class HttpGateway(WhatsappGateway):
         except ValueError:
             payload = None
         return _Answer(status, dict(response.headers), payload, text, readable)
+
+    @contextlib.contextmanager
+    def _gated_attempt(self):
+        """One request's ``http_core.Attempt``, gated by the send's limiter.
+
+        The slot the send took (:meth:`WhatsappGateway.send`) is checked
+        again at the write (``http_core.SendGate``; the first request of a
+        send uses it up), and a wait there for a fresh slot moves the send's
+        call deadline back as it moves the request's: it is the limiter's
+        time, not the gateway's.
+        """
+        gate = http_core.SendGate.for_limiter(self.limiter)
+        deadline = self._request_deadline()
+        with self._guard.attempt(deadline, before_send=gate) as guarded:
+            try:
+                yield guarded
+            finally:
+                if guarded.paused and getattr(self._call, "end", None) is not None:
+                    self._call.end += guarded.paused
 
     def _read_body(self, response, deadline):
         """``(body, readable)``: a body that cannot be read in full (too large,

@@ -267,3 +267,42 @@ def test_an_unreachable_database_raises_the_families_typed_error(key):
     assert (err.failure_type, err.scope, err.retryable) == ("limiter", "system", True)
     assert "secretdb" not in str(err) and "OperationalError" in str(err)
     assert isinstance(err.__cause__, psycopg2.OperationalError)
+
+
+class SkewedClock:
+    """``time.monotonic()`` plus ``skew``: the test adds the time a
+    connection took (DNS, TCP, TLS) without waiting for it."""
+
+    def __init__(self):
+        self.skew = 0.0
+
+    def __call__(self):
+        return time.monotonic() + self.skew
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_a_slot_stale_at_the_send_is_dropped_and_never_reused(dbname, key, batch):
+    """The gate's check at the write (``confirm()``): a slot that went stale
+    while the connection was opened is lost; the new one, and every slot any
+    limiter of the bucket uses afterwards, is a distinct slot a spacing away.
+    Exact: the slots are database times, no timing margin involved."""
+    clock = SkewedClock()
+    late = make(dbname, key, batch=batch, clock=clock)
+    other = make(dbname, key, batch=batch)
+    late.acquire()
+    stale = late.last_slot
+    clock.skew += 0.05  # the handshake took 50 ms: past the tolerance
+    assert late.confirm() is not None  # dropped, a new slot waited for
+    assert late.dropped >= 1
+    assert late.confirm() is None  # used up: nothing held any more
+    used = [late.last_slot]
+    for limiter in (other, late, other, late, other):
+        limiter.acquire()
+        used.append(limiter.last_slot)
+    assert stale not in used  # lost, never sent on
+    assert_slots_apart([stale, *used])  # claimed once, like every slot
+    if batch == 1:
+        # every claim is one slot: used once, or dropped
+        assert late.claims == 3 + late.dropped
+    late.close()
+    other.close()

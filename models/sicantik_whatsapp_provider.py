@@ -237,11 +237,12 @@ class SicantikWhatsappProvider(models.Model):
         gateway = getattr(provider, f"_whatsapp_gateway_{provider.provider_type}")()
         limiter = None
         if provider.provider_type != "log":
-            # Paced in the deployment's bucket; a log-only message leaves
-            # nothing to pace (and may be written while the module installs,
-            # before the bucket table is visible to the limiter's connection).
-            limiter = self._limiter()
-            limiter.acquire()
+            # Paced in the deployment's bucket, by the gateway: it takes the
+            # slot and checks it again at the write, once connected (a log-
+            # only message leaves nothing to pace, and may be written while
+            # the module installs, before the bucket table is visible to the
+            # limiter's connection).
+            limiter = gateway.limiter = self._limiter()
         started = time.monotonic()
         try:
             result = gateway.send(
@@ -252,19 +253,20 @@ class SicantikWhatsappProvider(models.Model):
                 reference=f"{record._name}:{record.id}" if record else None,
             )
         except WhatsappError as err:
-            self._pace_feedback(limiter, err.status, started)
+            self._pace_feedback(limiter, err.status, started, gateway.limiter_wait)
             raise
         finally:
             gateway.close()
-        self._pace_feedback(limiter, 200, started)
+        self._pace_feedback(limiter, 200, started, gateway.limiter_wait)
         return result.message_id
 
     @api.model
-    def _pace_feedback(self, limiter, status, started):
+    def _pace_feedback(self, limiter, status, started, waited=0.0):
         """A 429 or 503 slows the provider's shared bucket down (adaptive
-        pace), as the SICANTIK client does for its server."""
+        pace), as the SICANTIK client does for its server. The response
+        time leaves out the wait for the limiter (``waited``)."""
         if limiter is not None and status:
-            limiter.feedback(status, time.monotonic() - started)
+            limiter.feedback(status, time.monotonic() - started - (waited or 0.0))
 
     def _whatsapp_safe_to_resend(self):
         """Whether a send cut short by a crash may simply be sent again:

@@ -121,6 +121,9 @@ class WhatsappGateway:
 
     def __init__(self, *, limiter=None, logger=None):
         self.limiter = limiter
+        # Seconds the last send waited for the limiter (its slot, and a
+        # fresh one at the write): not the gateway's response time.
+        self.limiter_wait = 0.0
         self._log = logger or _logger
 
     def send(self, to, text, template=None, params=None, *, reference=None):
@@ -138,8 +141,9 @@ class WhatsappGateway:
         """
         try:
             digits = e164_digits(to)
+            self.limiter_wait = 0.0
             if self.limiter is not None:
-                self.limiter.acquire()
+                self.limiter_wait = self.limiter.acquire() or 0.0
             result = self._send_message(
                 digits, text, template, [str(p) for p in params or ()], reference
             )
@@ -425,6 +429,7 @@ class HttpGateway(WhatsappGateway):
             try:
                 yield guarded
             finally:
+                self.limiter_wait += guarded.paused or 0.0
                 if guarded.paused and getattr(self._call, "end", None) is not None:
                     self._call.end += guarded.paused
 

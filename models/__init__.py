@@ -4,6 +4,7 @@ from . import sicantik_connector_record
 from . import sicantik_rate_bucket
 from . import sicantik_whatsapp_provider
 from . import sicantik_config
+from . import sicantik_permit_pass
 from . import sicantik_permit_type
 from . import sicantik_permit
 from . import sicantik_permit_sync

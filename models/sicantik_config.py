@@ -35,9 +35,10 @@ class SicantikConfig(models.Model):
     """One SICANTIK server the office syncs from, and how to talk to it.
 
     The settings, the buttons and the statistics. The record also holds the
-    state of its long jobs (the permit-list cursor, the expiry run), which
-    the jobs (``sicantik.permit.sync``, ``sicantik.expiry.sync``) read and
-    write, so every cron callback resumes from the database.
+    state of its long jobs (the permit-list pass, the expiry run), which the
+    jobs (``sicantik.permit.sync``, ``sicantik.expiry.sync``) read and write
+    when a run or a pass starts or ends, so every cron callback resumes from
+    the database; what moves page by page is in ``sicantik.permit.pass``.
     """
 
     _name = "sicantik.config"
@@ -157,18 +158,30 @@ class SicantikConfig(models.Model):
         required=True,
         readonly=True,
     )
+    # The moving part of the cursor, written after every page, lives in its
+    # own row (``sicantik.permit.pass``): buttons that write this row never
+    # race the job's page commits. Shown here under the names it always had.
+    sync_pass_ids = fields.One2many(
+        "sicantik.permit.pass", "config_id", string="Permit Sync Pass Cursor"
+    )
     sync_offset = fields.Integer(
         string="Next Row",
-        readonly=True,
+        compute="_compute_sync_cursor",
+        compute_sudo=True,
         help="Row of the permit list the current pass continues from.",
     )
     sync_page_digest = fields.Char(
-        readonly=True,
+        compute="_compute_sync_cursor",
+        compute_sudo=True,
         help="Digest of the last page read: a server that serves it again for "
         "the next offset is noticed by the next callback too.",
     )
     sync_pass_started_at = fields.Datetime(readonly=True)
-    sync_pass_rows = fields.Integer(readonly=True)
+    sync_pass_rows = fields.Integer(
+        compute="_compute_sync_cursor",
+        compute_sudo=True,
+        help="Rows of the permit list read so far in the current pass.",
+    )
     sync_last_pass_rows = fields.Integer(
         readonly=True, help="Rows of the permit list in the last complete pass."
     )
@@ -312,6 +325,18 @@ class SicantikConfig(models.Model):
                 config.address_state = "failed"
             else:
                 config.address_state = "untested"
+
+    @api.depends(
+        "sync_pass_ids.next_offset",
+        "sync_pass_ids.page_digest",
+        "sync_pass_ids.pass_rows",
+    )
+    def _compute_sync_cursor(self):
+        for config in self:
+            pass_row = config.sync_pass_ids[:1]
+            config.sync_offset = pass_row.next_offset
+            config.sync_page_digest = pass_row.page_digest
+            config.sync_pass_rows = pass_row.pass_rows
 
     @api.depends("api_url")
     def _compute_insecure_url(self):

@@ -56,9 +56,12 @@ class SicantikPermitSync(models.AbstractModel):
     """The permit-list job: permit types, then pass after pass over
     ``listpermohonanterbit``, page by page, resumable.
 
-    The pass's cursor lives on the connector (``sync_offset`` ...), so every
-    cron callback resumes from the database; each page is written with a
-    constant number of queries and committed with the cursor.
+    The pass's moving cursor (next row, last page's digest, rows read) lives
+    in its own row, ``sicantik.permit.pass``, so every cron callback resumes
+    from the database; each page is written with a constant number of
+    queries and committed with the cursor. The connector's row is written
+    only when a run or a pass starts or ends: a page never touches it, so a
+    button writing the connector during a pass never loses a race to a page.
     """
 
     _name = "sicantik.permit.sync"
@@ -114,27 +117,31 @@ class SicantikPermitSync(models.AbstractModel):
             log = log or Log._start(config, "permits", trigger, user=user)
             self._stop(config, log, err)
             return False
+        pass_row = self.env["sicantik.permit.pass"]._for_config(config)
         with api:
             try:
                 if not log and not in_progress:
-                    self._start_pass(config, api, now, trigger, user)
+                    self._start_pass(config, pass_row, api, now, trigger, user)
                     api.stats.reset()
                 if not log:
-                    log = self._open_log(config, trigger, user, progress)
-                finished = self._sync_pages(config, api, log, deadline, progress)
+                    log = self._open_log(config, pass_row, trigger, user, progress)
+                finished = self._sync_pages(
+                    config, pass_row, api, log, deadline, progress
+                )
             except SicantikError as err:
-                self._stop(config, log or Log, err)
+                self._stop(config, log or Log, err, pass_row)
                 return False
             finally:
                 if log:
                     log._add_client_stats(api.stats.as_dict())
         if finished:
-            self._end_pass(config, log)
+            self._end_pass(config, pass_row, log)
         return not finished
 
     @api.model
-    def _open_log(self, config, trigger, user, progress):
+    def _open_log(self, config, pass_row, trigger, user, progress):
         """The log row of this pass's run (a resumed pass says where)."""
+        offset = pass_row.next_offset
         log = (
             self.env["sicantik.sync.log"]
             .sudo()
@@ -143,13 +150,11 @@ class SicantikPermitSync(models.AbstractModel):
                 "permits",
                 trigger,
                 user=user,
-                start_offset=config.sync_offset,
-                progress_done=config.sync_offset,
+                start_offset=offset,
+                progress_done=offset,
                 progress_total=config.sync_last_pass_rows,
-                message=_(
-                    "Continues the pass at row %(offset)s.", offset=config.sync_offset
-                )
-                if config.sync_offset
+                message=_("Continues the pass at row %(offset)s.", offset=offset)
+                if offset
                 else False,
             )
         )
@@ -158,7 +163,7 @@ class SicantikPermitSync(models.AbstractModel):
         return log
 
     @api.model
-    def _start_pass(self, config, api, now, trigger, user):
+    def _start_pass(self, config, pass_row, api, now, trigger, user):
         """Sync the permit types (their own log row), then open a pass."""
         log = (
             self.env["sicantik.sync.log"]
@@ -183,20 +188,16 @@ class SicantikPermitSync(models.AbstractModel):
         previous = config.sync_pass_started_at
         if previous and now <= previous:
             now = previous + timedelta(seconds=1)
-        config.write(
-            {
-                "sync_pass_state": "in_progress",
-                "sync_offset": 0,
-                "sync_page_digest": False,
-                "sync_pass_started_at": now,
-                "sync_pass_rows": 0,
-            }
-        )
+        pass_row.write({"next_offset": 0, "page_digest": False, "pass_rows": 0})
+        config.write({"sync_pass_state": "in_progress", "sync_pass_started_at": now})
 
     @api.model
-    def _sync_pages(self, config, api, log, deadline, progress):
+    def _sync_pages(self, config, pass_row, api, log, deadline, progress):
         """Sync pages from the stored offset until the end of the list, the
-        page cap or the deadline. Returns True at the end of the list."""
+        page cap or the deadline. Returns True at the end of the list.
+
+        Per page: the permits, the pass row ``pass_row`` and the log row,
+        never the connector's row (see the class docstring)."""
         PermitType = self.env["sicantik.permit.type"].sudo()
         type_map = PermitType._get_type_map(config)
         today = config._today()
@@ -204,8 +205,8 @@ class SicantikPermitSync(models.AbstractModel):
         pages = 0
         for page in api.iter_issued_permits(
             config.page_size,
-            start_offset=config.sync_offset,
-            previous_digest=config.sync_page_digest or None,
+            start_offset=pass_row.next_offset,
+            previous_digest=pass_row.page_digest or None,
         ):
             now = fields.Datetime.now()
             with self.env.cr.savepoint():
@@ -221,11 +222,11 @@ class SicantikPermitSync(models.AbstractModel):
                     marker=config.sync_pass_started_at,
                 )
                 self._note_list_expiry(config, page, now)
-                config.write(
+                pass_row.write(
                     {
-                        "sync_offset": page.next_offset,
-                        "sync_page_digest": page.digest,
-                        "sync_pass_rows": config.sync_pass_rows + page.raw_count,
+                        "next_offset": page.next_offset,
+                        "page_digest": page.digest,
+                        "pass_rows": pass_row.pass_rows + page.raw_count,
                     }
                 )
                 log._add_page(page, counts, now)
@@ -237,42 +238,44 @@ class SicantikPermitSync(models.AbstractModel):
             progress["done"] += 1
             if page.is_last:
                 return True
-            left = config.sync_last_pass_rows - config.sync_offset
+            left = config.sync_last_pass_rows - pass_row.next_offset
             self._job_commit(progress["done"], max(1, left // max(1, config.page_size)))
             if pages >= max_pages or time.monotonic() >= deadline:
                 return False
         return True
 
     @api.model
-    def _end_pass(self, config, log):
+    def _end_pass(self, config, pass_row, log):
         self._mark_departures(config, log)
         log._finish(
             message=_(
                 "Pass complete: %(rows)s rows of the permit list read.",
-                rows=config.sync_pass_rows,
+                rows=pass_row.pass_rows,
             )
         )
+        pass_row.write({"next_offset": 0, "page_digest": False})
         config.write(
             {
                 "sync_pass_state": "idle",
-                "sync_offset": 0,
-                "sync_page_digest": False,
                 "sync_log_id": False,
                 "last_sync_log_id": log.id,
-                "sync_last_pass_rows": config.sync_pass_rows,
+                "sync_last_pass_rows": pass_row.pass_rows,
                 "sync_requested": False,
                 "sync_requested_by": False,
             }
         )
 
     @api.model
-    def _stop(self, config, log, err):
-        """A system error stopped the permit sync: log it, keep the cursor."""
+    def _stop(self, config, log, err, pass_row=None):
+        """A system error stopped the permit sync: log it, keep the cursor
+        (``pass_row``: the pass row, when the job got that far)."""
+        pass_row = pass_row or config.sudo().sync_pass_ids[:1]
+        offset = pass_row.next_offset
         _logger.warning(
             "SICANTIK %s (id %s): permit sync stopped at row %s: %s",
             config.name,
             config.id,
-            config.sync_offset,
+            offset,
             err,
         )
         if log:
@@ -280,7 +283,7 @@ class SicantikPermitSync(models.AbstractModel):
             log._finish(
                 message=_(
                     "Stopped at row %(offset)s; the next run continues from there.",
-                    offset=config.sync_offset,
+                    offset=offset,
                 )
             )
             config.write(
@@ -293,7 +296,8 @@ class SicantikPermitSync(models.AbstractModel):
             )
         # Compared once: if exactly a page of permits was added meanwhile, the
         # next run must not take that true page for a repeat again.
-        config.write({"sync_page_digest": False})
+        if pass_row.page_digest:
+            pass_row.write({"page_digest": False})
         if err.retry_after:
             at = fields.Datetime.now() + timedelta(seconds=err.retry_after)
             self.env.ref(self._job_cron).sudo()._trigger(at=at)

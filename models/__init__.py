@@ -1,5 +1,6 @@
 from . import sicantik_job_mixin
 from . import sicantik_reminder_settings
+from . import sicantik_address_gate
 from . import sicantik_connector_record
 from . import sicantik_rate_bucket
 from . import sicantik_whatsapp_provider
@@ -8,6 +9,7 @@ from . import sicantik_permit_pass
 from . import sicantik_permit_type
 from . import sicantik_permit
 from . import sicantik_permit_sync
+from . import sicantik_permit_departures
 from . import sicantik_expiry_sync
 from . import res_partner
 from . import sicantik_notification

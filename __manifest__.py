@@ -2,7 +2,7 @@
     "name": "SICANTIK Connector",
     "summary": "Sync issued permits from SICANTIK, track their expiry dates "
     "and remind permit holders on WhatsApp",
-    "version": "18.0.1.2.0",
+    "version": "18.0.1.3.0",
     "category": "Services",
     "author": "SICANTIK Connector contributors",
     "license": "LGPL-3",

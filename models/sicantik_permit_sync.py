@@ -37,15 +37,6 @@ STORED_COLUMNS = (
 )
 # The unique index a permit's key lives in (sicantik.permit.init()).
 PERMIT_KEY = SQL("config_id, pendaftaran_id, COALESCE(no_surat, '')")
-# Departures: how many complete passes in a row must miss a permit before
-# it is marked no longer listed (the list's order of ties is not stable,
-# so one pass can miss a row that another serves twice), and the share of
-# the listed permits one pass may mark (more means a broken list).
-DELIST_AFTER_PASSES = 2
-DELIST_MAX_PERCENT = 10
-DELIST_ALWAYS_ALLOWED = 5
-# What a row the database refuses raises: a constraint or driver error, or
-# the driver refusing a value before sending it (a NUL character).
 
 
 def _error_code(err):
@@ -56,9 +47,12 @@ class SicantikPermitSync(models.AbstractModel):
     """The permit-list job: permit types, then pass after pass over
     ``listpermohonanterbit``, page by page, resumable.
 
-    The pass's cursor lives on the connector (``sync_offset`` ...), so every
-    cron callback resumes from the database; each page is written with a
-    constant number of queries and committed with the cursor.
+    The pass's moving cursor (next row, last page's digest, rows read) lives
+    in its own row, ``sicantik.permit.pass``, so every cron callback resumes
+    from the database; each page is written with a constant number of
+    queries and committed with the cursor. The connector's row is written
+    only when a run or a pass starts or ends: a page never touches it, so a
+    button writing the connector during a pass never loses a race to a page.
     """
 
     _name = "sicantik.permit.sync"
@@ -114,27 +108,31 @@ class SicantikPermitSync(models.AbstractModel):
             log = log or Log._start(config, "permits", trigger, user=user)
             self._stop(config, log, err)
             return False
+        pass_row = self.env["sicantik.permit.pass"]._for_config(config)
         with api:
             try:
                 if not log and not in_progress:
-                    self._start_pass(config, api, now, trigger, user)
+                    self._start_pass(config, pass_row, api, now, trigger, user)
                     api.stats.reset()
                 if not log:
-                    log = self._open_log(config, trigger, user, progress)
-                finished = self._sync_pages(config, api, log, deadline, progress)
+                    log = self._open_log(config, pass_row, trigger, user, progress)
+                finished = self._sync_pages(
+                    config, pass_row, api, log, deadline, progress
+                )
             except SicantikError as err:
-                self._stop(config, log or Log, err)
+                self._stop(config, log or Log, err, pass_row)
                 return False
             finally:
                 if log:
                     log._add_client_stats(api.stats.as_dict())
         if finished:
-            self._end_pass(config, log)
+            self._end_pass(config, pass_row, log)
         return not finished
 
     @api.model
-    def _open_log(self, config, trigger, user, progress):
+    def _open_log(self, config, pass_row, trigger, user, progress):
         """The log row of this pass's run (a resumed pass says where)."""
+        offset = pass_row.next_offset
         log = (
             self.env["sicantik.sync.log"]
             .sudo()
@@ -143,13 +141,11 @@ class SicantikPermitSync(models.AbstractModel):
                 "permits",
                 trigger,
                 user=user,
-                start_offset=config.sync_offset,
-                progress_done=config.sync_offset,
+                start_offset=offset,
+                progress_done=offset,
                 progress_total=config.sync_last_pass_rows,
-                message=_(
-                    "Continues the pass at row %(offset)s.", offset=config.sync_offset
-                )
-                if config.sync_offset
+                message=_("Continues the pass at row %(offset)s.", offset=offset)
+                if offset
                 else False,
             )
         )
@@ -158,7 +154,7 @@ class SicantikPermitSync(models.AbstractModel):
         return log
 
     @api.model
-    def _start_pass(self, config, api, now, trigger, user):
+    def _start_pass(self, config, pass_row, api, now, trigger, user):
         """Sync the permit types (their own log row), then open a pass."""
         log = (
             self.env["sicantik.sync.log"]
@@ -183,20 +179,16 @@ class SicantikPermitSync(models.AbstractModel):
         previous = config.sync_pass_started_at
         if previous and now <= previous:
             now = previous + timedelta(seconds=1)
-        config.write(
-            {
-                "sync_pass_state": "in_progress",
-                "sync_offset": 0,
-                "sync_page_digest": False,
-                "sync_pass_started_at": now,
-                "sync_pass_rows": 0,
-            }
-        )
+        pass_row.write({"next_offset": 0, "page_digest": False, "pass_rows": 0})
+        config.write({"sync_pass_state": "in_progress", "sync_pass_started_at": now})
 
     @api.model
-    def _sync_pages(self, config, api, log, deadline, progress):
+    def _sync_pages(self, config, pass_row, api, log, deadline, progress):
         """Sync pages from the stored offset until the end of the list, the
-        page cap or the deadline. Returns True at the end of the list."""
+        page cap or the deadline. Returns True at the end of the list.
+
+        Per page: the permits, the pass row ``pass_row`` and the log row,
+        never the connector's row (see the class docstring)."""
         PermitType = self.env["sicantik.permit.type"].sudo()
         type_map = PermitType._get_type_map(config)
         today = config._today()
@@ -204,8 +196,8 @@ class SicantikPermitSync(models.AbstractModel):
         pages = 0
         for page in api.iter_issued_permits(
             config.page_size,
-            start_offset=config.sync_offset,
-            previous_digest=config.sync_page_digest or None,
+            start_offset=pass_row.next_offset,
+            previous_digest=pass_row.page_digest or None,
         ):
             now = fields.Datetime.now()
             with self.env.cr.savepoint():
@@ -221,11 +213,11 @@ class SicantikPermitSync(models.AbstractModel):
                     marker=config.sync_pass_started_at,
                 )
                 self._note_list_expiry(config, page, now)
-                config.write(
+                pass_row.write(
                     {
-                        "sync_offset": page.next_offset,
-                        "sync_page_digest": page.digest,
-                        "sync_pass_rows": config.sync_pass_rows + page.raw_count,
+                        "next_offset": page.next_offset,
+                        "page_digest": page.digest,
+                        "pass_rows": pass_row.pass_rows + page.raw_count,
                     }
                 )
                 log._add_page(page, counts, now)
@@ -237,42 +229,44 @@ class SicantikPermitSync(models.AbstractModel):
             progress["done"] += 1
             if page.is_last:
                 return True
-            left = config.sync_last_pass_rows - config.sync_offset
+            left = config.sync_last_pass_rows - pass_row.next_offset
             self._job_commit(progress["done"], max(1, left // max(1, config.page_size)))
             if pages >= max_pages or time.monotonic() >= deadline:
                 return False
         return True
 
     @api.model
-    def _end_pass(self, config, log):
-        self._mark_departures(config, log)
+    def _end_pass(self, config, pass_row, log):
+        self.env["sicantik.permit.departures"]._mark_departures(config, log)
         log._finish(
             message=_(
                 "Pass complete: %(rows)s rows of the permit list read.",
-                rows=config.sync_pass_rows,
+                rows=pass_row.pass_rows,
             )
         )
+        pass_row.write({"next_offset": 0, "page_digest": False})
         config.write(
             {
                 "sync_pass_state": "idle",
-                "sync_offset": 0,
-                "sync_page_digest": False,
                 "sync_log_id": False,
                 "last_sync_log_id": log.id,
-                "sync_last_pass_rows": config.sync_pass_rows,
+                "sync_last_pass_rows": pass_row.pass_rows,
                 "sync_requested": False,
                 "sync_requested_by": False,
             }
         )
 
     @api.model
-    def _stop(self, config, log, err):
-        """A system error stopped the permit sync: log it, keep the cursor."""
+    def _stop(self, config, log, err, pass_row=None):
+        """A system error stopped the permit sync: log it, keep the cursor
+        (``pass_row``: the pass row, when the job got that far)."""
+        pass_row = pass_row or config.sudo().sync_pass_ids[:1]
+        offset = pass_row.next_offset
         _logger.warning(
             "SICANTIK %s (id %s): permit sync stopped at row %s: %s",
             config.name,
             config.id,
-            config.sync_offset,
+            offset,
             err,
         )
         if log:
@@ -280,7 +274,7 @@ class SicantikPermitSync(models.AbstractModel):
             log._finish(
                 message=_(
                     "Stopped at row %(offset)s; the next run continues from there.",
-                    offset=config.sync_offset,
+                    offset=offset,
                 )
             )
             config.write(
@@ -293,7 +287,8 @@ class SicantikPermitSync(models.AbstractModel):
             )
         # Compared once: if exactly a page of permits was added meanwhile, the
         # next run must not take that true page for a repeat again.
-        config.write({"sync_page_digest": False})
+        if pass_row.page_digest:
+            pass_row.write({"page_digest": False})
         if err.retry_after:
             at = fields.Datetime.now() + timedelta(seconds=err.retry_after)
             self.env.ref(self._job_cron).sudo()._trigger(at=at)
@@ -331,156 +326,6 @@ class SicantikPermitSync(models.AbstractModel):
                 )
             )
             Permit.invalidate_model(["next_expiry_check"])
-
-    # ------------------------------------------------------------
-    # DEPARTURES (end of a complete pass)
-    # ------------------------------------------------------------
-
-    @api.model
-    def _count_missed(self, config, marker, after):
-        """Count one more missed pass for every permit this pass did not list;
-        returns (permits missed ``after`` passes in a row, listed permits)."""
-        Permit = self.env["sicantik.permit"]
-        Permit.flush_model()
-        cr = self.env.cr
-        cr.execute(
-            SQL(
-                """UPDATE sicantik_permit
-                      SET missed_passes = COALESCE(missed_passes, 0) + 1
-                    WHERE config_id = %(config)s AND delisted_date IS NULL
-                      AND (listed_pass IS NULL OR listed_pass < %(marker)s)""",
-                config=config.id,
-                marker=marker,
-            )
-        )
-        cr.execute(
-            SQL(
-                """SELECT count(*) FILTER (WHERE missed_passes >= %s), count(*)
-                     FROM sicantik_permit
-                    WHERE config_id = %s AND delisted_date IS NULL""",
-                after,
-                config.id,
-            )
-        )
-        counts = cr.fetchone()
-        Permit.invalidate_model(PRESENCE_COLUMNS)
-        return counts
-
-    @api.model
-    def _note_list_incomplete(self, config, log, leaving, listed, percent):
-        """Too many permits would leave at once: the list is taken for broken."""
-        _logger.warning(
-            "SICANTIK %s (id %s): %s of %s permits missing from the permit "
-            "list; more than %s%%, none marked as no longer listed",
-            config.name,
-            config.id,
-            leaving,
-            listed,
-            percent,
-        )
-        self._add_log_message(
-            log,
-            _(
-                "%(count)s of %(listed)s permits were missing from SICANTIK's "
-                "list, more than %(percent)s %%: the list looks incomplete, "
-                "so none was marked as no longer listed. If they really "
-                "left SICANTIK, an administrator can raise the system "
-                "parameter sicantik_connector.delist_max_percent.",
-                count=leaving,
-                listed=listed,
-                percent=percent,
-            ),
-        )
-
-    @api.model
-    def _mark_departures(self, config, log):
-        """Mark the permits this complete pass did not list.
-
-        Called only when a pass reached the end of the list (a pass resumed
-        after a stop or a kill included: every page it read marked its
-        permits with the pass, ``listed_pass``). A permit missed by
-        ``sicantik_connector.delist_after_passes`` complete passes in a row
-        (2) gets ``delisted_date``, its queued reminders are cancelled and no
-        new ones are queued; it is never deleted. When more permits would
-        leave at once than ``sicantik_connector.delist_max_percent`` (10 %)
-        of the listed ones (and more than 5), the list is taken for broken
-        and nothing is marked. Set-based: a few statements per pass.
-        """
-        marker = config.sync_pass_started_at
-        if not marker:
-            return 0
-        after = max(
-            1,
-            self._job_param_int(
-                "sicantik_connector.delist_after_passes", DELIST_AFTER_PASSES
-            ),
-        )
-        percent = self._job_param_int(
-            "sicantik_connector.delist_max_percent", DELIST_MAX_PERCENT
-        )
-        leaving, listed = self._count_missed(config, marker, after)
-        Permit = self.env["sicantik.permit"]
-        cr = self.env.cr
-        if not leaving:
-            return 0
-        allowed = max(DELIST_ALWAYS_ALLOWED, listed * percent // 100)
-        if leaving > allowed:
-            self._note_list_incomplete(config, log, leaving, listed, percent)
-            return 0
-        today = config._today()
-        cr.execute(
-            SQL(
-                """UPDATE sicantik_permit SET delisted_date = %s
-                    WHERE config_id = %s AND delisted_date IS NULL
-                      AND missed_passes >= %s
-                RETURNING id""",
-                today,
-                config.id,
-                after,
-            )
-        )
-        gone = [row[0] for row in cr.fetchall()]
-        Permit.invalidate_model(PRESENCE_COLUMNS)
-        cancelled = self._cancel_reminders_of(gone)
-        Permit.browse(gone)._post_delisted(today)
-        log.sudo().write({"delisted_count": log.delisted_count + len(gone)})
-        self._add_log_message(
-            log,
-            _(
-                "%(count)s permit(s) no longer listed by SICANTIK: kept, with "
-                "%(cancelled)s queued reminder(s) cancelled.",
-                count=len(gone),
-                cancelled=cancelled,
-            ),
-        )
-        return len(gone)
-
-    @api.model
-    def _cancel_reminders_of(self, permit_ids):
-        """Cancel the queued reminders of departed permits (one statement)."""
-        if not permit_ids:
-            return 0
-        Notification = self.env["sicantik.notification"]
-        Notification.flush_model()
-        self.env.cr.execute(
-            SQL(
-                """UPDATE sicantik_notification
-                      SET state = 'cancelled', failure_reason = %s,
-                          write_date = %s, write_uid = %s
-                    WHERE permit_id = ANY(%s) AND state = 'queued'""",
-                _("The permit is no longer listed by SICANTIK."),
-                fields.Datetime.now(),
-                self.env.uid,
-                permit_ids,
-            )
-        )
-        count = self.env.cr.rowcount
-        Notification.invalidate_model()
-        return count
-
-    @api.model
-    def _add_log_message(self, log, text):
-        log.sudo().write({"message": f"{log.message}\n{text}" if log.message else text})
 
     # ------------------------------------------------------------
     # ONE PAGE INTO PERMITS
@@ -539,7 +384,7 @@ class SicantikPermitSync(models.AbstractModel):
                     )
         keys = {old["id"]: old["pendaftaran_id"] for old in existing.values()}
         self._write_page(config, new_rows, updates, keys, counts)
-        self._mark_listed(seen, marker)
+        self.env["sicantik.permit.departures"]._mark_listed(seen, marker)
         self._recheck_siblings(existing, new_rows, now)
         return counts, changes
 
@@ -562,24 +407,6 @@ class SicantikPermitSync(models.AbstractModel):
             (row[0], row[1] or None): dict(zip(STORED_COLUMNS, row, strict=True))
             for row in self.env.cr.fetchall()
         }
-
-    @api.model
-    def _mark_listed(self, permit_ids, marker):
-        """The stored permits of a page were listed by the pass ``marker``:
-        one UPDATE (no write date: bookkeeping, not a change of the permit);
-        a permit marked no longer listed is listed again."""
-        if not permit_ids:
-            return
-        self.env.cr.execute(
-            SQL(
-                """UPDATE sicantik_permit
-                      SET listed_pass = %s, missed_passes = 0, delisted_date = NULL
-                    WHERE id = ANY(%s)""",
-                marker,
-                permit_ids,
-            )
-        )
-        self.env["sicantik.permit"].invalidate_model(PRESENCE_COLUMNS)
 
     @api.model
     def _recheck_siblings(self, existing, new_rows, now):

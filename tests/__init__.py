@@ -11,6 +11,7 @@ from . import test_fault_matrix
 from . import test_i18n
 from . import test_security
 from . import test_concurrency
+from . import test_permit_pass_race
 from . import test_expiry_rules
 from . import test_migration
 from . import test_companies

@@ -6,7 +6,7 @@ from lxml import etree
 from odoo import fields
 from odoo.modules.module import load_manifest
 from odoo.tests import TransactionCase, tagged
-from odoo.tools import mute_logger
+from odoo.tools import mute_logger, sql
 from odoo.tools.misc import file_path
 
 OLD_CRONS = {
@@ -151,6 +151,58 @@ class TestMigrationLetters(TransactionCase):
                     {"config_id": config.id, "pendaftaran_id": junk.pendaftaran_id}
                 )
                 self.env.flush_all()
+
+
+@tagged("post_install", "-at_install", "sicantik")
+class TestMigrationPermitPass(TransactionCase):
+    """18.0.1.3.0 on a database in the 18.0.1.2.0 shape: the permit sync's
+    cursor in three columns of the connector, no pass rows."""
+
+    def test_1_3_0_moves_the_cursor_of_a_pass_under_way(self):
+        Config = self.env["sicantik.config"]
+        running, idle = Config.create(
+            [
+                {
+                    "name": "Mid-pass",
+                    "api_url": "https://sicantik.example.com/backoffice/api",
+                    "sync_pass_state": "in_progress",
+                },
+                {"name": "Idle", "api_url": "https://idle.example.com/backoffice/api"},
+            ]
+        )
+        # The 18.0.1.2.0 shape.
+        self.env.flush_all()
+        cr = self.env.cr
+        cr.execute("DELETE FROM sicantik_permit_pass")
+        cr.execute(
+            "ALTER TABLE sicantik_config ADD COLUMN sync_offset int4, "
+            "ADD COLUMN sync_page_digest varchar, ADD COLUMN sync_pass_rows int4"
+        )
+        cr.execute(
+            "UPDATE sicantik_config SET sync_offset = 150, "
+            "sync_page_digest = 'd1g3st', sync_pass_rows = 153 WHERE id = %s",
+            [running.id],
+        )
+        self.env.invalidate_all()
+
+        _load_migration("18.0.1.3.0", "pre-permit_pass.py").migrate(cr, "18.0.1.2.0")
+        for column in ("sync_offset", "sync_page_digest", "sync_pass_rows"):
+            self.assertFalse(sql.column_exists(cr, "sicantik_config", column))
+        _load_migration("18.0.1.3.0", "post-permit_pass.py").migrate(cr, "18.0.1.2.0")
+        self.assertFalse(sql.table_exists(cr, "sicantik_permit_pass_moving"))
+        self.env.invalidate_all()
+        # The pass under way resumes where it was; the idle one at row 0.
+        self.assertEqual(
+            (running.sync_offset, running.sync_page_digest, running.sync_pass_rows),
+            (150, "d1g3st", 153),
+        )
+        self.assertEqual(len(running.sync_pass_ids), 1)
+        self.assertEqual((idle.sync_offset, idle.sync_pass_rows), (0, 0))
+        self.assertFalse(idle.sync_page_digest)
+        self.assertEqual(len(idle.sync_pass_ids), 1)
+        # The job finds the row the migration made instead of adding one.
+        Pass = self.env["sicantik.permit.pass"]
+        self.assertEqual(Pass._for_config(running), running.sync_pass_ids)
 
 
 @tagged("post_install", "-at_install", "sicantik")

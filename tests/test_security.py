@@ -34,6 +34,8 @@ ACCESS = {
     "sicantik.whatsapp.test.message": {"manager": "rwcu", "admin": "rwcu"},
     # Written by the rate limiter's own connection only; managers may look.
     "sicantik.rate.bucket": {"manager": "r", "admin": "r"},
+    # The permit sync's cursor, written by the job only; read as the connector.
+    "sicantik.permit.pass": {"user": "r", "manager": "r", "admin": "r"},
 }
 # Buttons that call SICANTIK, queue work or change data: managers only, and
 # refused before any request. Navigation buttons only open a list whose
@@ -183,6 +185,11 @@ class TestSecurity(SicantikSandboxCase):
                 {"message": "Edited"},
             ),
             "sicantik.rate.bucket": ({"key": "sicantik:example.test"}, {"pace": 0.5}),
+            # One per connector: the synced one has its own already.
+            "sicantik.permit.pass": (
+                {"config_id": self.config.copy({"name": "Spare"}).id},
+                {"next_offset": 50},
+            ),
             "sicantik.whatsapp.event": (
                 {"provider_id": self.provider.id, "body_digest": "d", "kind": "other"},
                 {"outcome": "ignored"},

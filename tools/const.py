@@ -8,7 +8,7 @@ described in the project's SICANTIK API reference (``sicantik-api.md``).
 # --------------------------------------------------------------------------
 # Identity
 # --------------------------------------------------------------------------
-ADDON_VERSION = "18.0.1.2.0"
+ADDON_VERSION = "18.0.1.3.0"
 USER_AGENT = f"sicantik_connector/{ADDON_VERSION} (+Odoo 18)"
 
 # --------------------------------------------------------------------------

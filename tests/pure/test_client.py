@@ -101,7 +101,7 @@ def test_url_is_normalised_and_session_configured():
     assert api.base_url == "https://Perizinan.Karokab.go.id/backoffice/api"
     assert api.host == "Perizinan.Karokab.go.id"
     session = api._session
-    assert session.headers["User-Agent"] == "sicantik_connector/18.0.1.2.0 (+Odoo 18)"
+    assert session.headers["User-Agent"] == "sicantik_connector/18.0.1.3.0 (+Odoo 18)"
     assert session.headers["Accept"] == "application/json"
     assert session.headers["Accept-Encoding"] == "gzip"
     assert session.verify is True

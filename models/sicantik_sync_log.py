@@ -177,6 +177,14 @@ class SicantikSyncLog(models.Model):
         string="Slow-downs",
         help="Times the server's answers made this run lower its pace.",
     )
+    late_slot_count = fields.Integer(
+        string="Turns taken again",
+        help="Requests that were ready to go only after their turn had "
+        "passed (a slow connection set-up, a busy server machine) and so "
+        "waited for a new turn: the server never gets two requests closer "
+        "together than the requests per second allow. Many of them mean "
+        "the Odoo server is overloaded.",
+    )
 
     # --- outcome
     summary = fields.Char(
@@ -316,6 +324,8 @@ class SicantikSyncLog(models.Model):
             )
         if stats.get("slowdowns"):
             values["slowdown_count"] = self.slowdown_count + stats["slowdowns"]
+        if stats.get("late_slots"):
+            values["late_slot_count"] = self.late_slot_count + stats["late_slots"]
         p50, p95 = stats.get("latency_p50_ms"), stats.get("latency_p95_ms")
         if p50 is not None:
             before = self.request_count

@@ -11,6 +11,7 @@ from odoo.tools import mute_logger
 from ..tools.pg_rate_limiter import PgRateLimiter
 from ..tools.sicantik_api import SicantikApi
 from ..tools.sicantik_details import PARKED
+from ..tools.stats import ClientStats
 from ..tools.sicantik_exceptions import SicantikLimiterUnavailable
 from .common import SicantikSandboxCase
 
@@ -319,6 +320,25 @@ class TestSicantikExpirySync(SicantikSandboxCase):
         )
         self.assertGreater(len(asked), len(set(asked)), "nothing was asked again")
         self.assertEqual(self.config.expiry_due_count, 0)
+
+    def test_a_long_lived_clients_figures_are_added_once(self):
+        """A batch carried across callbacks adds its client's figures in
+        parts (``ClientStats.take``): each request, retry and re-taken
+        turn counts once in the log."""
+        stats = ClientStats()
+        log = self.env["sicantik.sync.log"]._start(self.config, "expiry")
+        for part in range(2):
+            for _n in range(3):
+                stats.record_attempt("cekperizinan", 200, 0.1)
+            stats.record_late_slot(0.05)
+            if part:
+                stats.record_retry()
+            log._add_client_stats(stats.take())
+        log._add_client_stats(stats.take())  # nothing new: adds nothing
+        self.assertEqual(
+            (log.request_count, log.status_2xx, log.retry_count, log.late_slot_count),
+            (6, 6, 1, 2),
+        )
 
     def test_an_unreachable_rate_limit_is_a_logged_failure(self):
         """No send time from the database: nothing is sent, each sync logs

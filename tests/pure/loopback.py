@@ -18,25 +18,56 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 
-class TrickleServer:
+class LoopbackServer:
+    """A listener on 127.0.0.1 whose accept loop runs in a thread of its own
+    and hands each connection to ``_handle(conn)`` in a new thread;
+    ``connections`` counts them, ``close()`` stops it all."""
+
+    def __init__(self):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.05)
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._serve, daemon=True)]
+        self.threads[0].start()
+
+    def _serve(self):
+        while not self.stop.is_set():
+            try:
+                conn, _addr = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            thread = threading.Thread(target=self._handle, args=(conn,), daemon=True)
+            self.threads.append(thread)
+            thread.start()
+
+    def _handle(self, conn):
+        raise NotImplementedError
+
+    def close(self):
+        self.stop.set()
+        self.listener.close()
+        for thread in self.threads:
+            thread.join(5)
+
+
+class TrickleServer(LoopbackServer):
     """Loopback HTTP/1.1 server: each connection gets ``head``, then each
     ``(delay, data)`` piece of ``pieces`` after its delay, then is closed.
     With ``tls`` (a server ``ssl.SSLContext``) it speaks HTTPS; with
     ``keep_alive`` it answers every request of a connection the same way."""
 
     def __init__(self, tls=None, *, keep_alive=False):
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.05)
-        self.port = self.listener.getsockname()[1]
-        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.tls = tls
         self.keep_alive = keep_alive
         self.head, self.pieces = b"", []
         self.unasked = False
-        self.connections = 0
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._serve, daemon=True)]
-        self.threads[0].start()
+        super().__init__()
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
 
     def answer(self, head, pieces=(), *, length=None, chunked=False):
         lines = [head]
@@ -54,20 +85,9 @@ class TrickleServer:
         self.head, self.pieces = b"", list(pieces)
         self.unasked = unasked
 
-    def _serve(self):
-        while not self.stop.is_set():
-            try:
-                conn, _addr = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.connections += 1
-            thread = threading.Thread(
-                target=self._answer, args=(conn, self.head, self.pieces), daemon=True
-            )
-            self.threads.append(thread)
-            thread.start()
+    def _handle(self, conn):
+        # the answer configured when the connection came in
+        self._answer(conn, self.head, self.pieces)
 
     def _answer(self, conn, head, pieces):
         conn.settimeout(5)
@@ -98,12 +118,6 @@ class TrickleServer:
                 return False
             request += data
         return True
-
-    def close(self):
-        self.stop.set()
-        self.listener.close()
-        for thread in self.threads:
-            thread.join(5)
 
 
 def self_signed_tls(folder, *, with_ip=True):

@@ -24,7 +24,7 @@ import time
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from loopback import self_signed_tls
+from loopback import LoopbackServer, self_signed_tls
 
 from tools.addresses import AddressPolicy
 from tools.const import LATE_SLOT_TOLERANCE_S
@@ -68,7 +68,7 @@ class FakeClock:
     sleep = advance  # the limiter's waits
 
 
-class ArrivalServer:
+class ArrivalServer(LoopbackServer):
     """Loopback HTTP(S) server stamping each request's arrival on ``clock``.
 
     A connection serves ``per_connection`` requests, the last one answered
@@ -84,31 +84,12 @@ class ArrivalServer:
         self.connect_cost = connect_cost
         self.per_connection = per_connection
         self.arrivals = []
-        self.connections = 0
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.05)
-        self.port = self.listener.getsockname()[1]
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._serve, daemon=True)]
-        self.threads[0].start()
+        super().__init__()
 
     def url(self, host="127.0.0.1"):
         return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
-    def _serve(self):
-        while not self.stop.is_set():
-            try:
-                conn, _addr = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.connections += 1
-            thread = threading.Thread(target=self._answer, args=(conn,), daemon=True)
-            self.threads.append(thread)
-            thread.start()
-
-    def _answer(self, conn):
+    def _handle(self, conn):
         conn.settimeout(5)
         try:
             if self.tls is not None:
@@ -151,12 +132,6 @@ class ArrivalServer:
         while len(body) < length:
             body += conn.recv(65536)
         return True
-
-    def close(self):
-        self.stop.set()
-        self.listener.close()
-        for thread in self.threads:
-            thread.join(5)
 
 
 def slow_resolver(clock, cost):
@@ -344,13 +319,13 @@ def test_a_gate_wait_longer_than_the_deadline_does_not_fail_the_request(
     server = ArrivalServer(clock, SICANTIK_BODY, tls=context)
     # a slow handshake in real time: the server waits before answering it
     real_cost = 0.05
-    original = server._answer
+    original = server._handle
 
     def slow_answer(conn):
         server.stop.wait(real_cost)
         original(conn)
 
-    server._answer = slow_answer
+    server._handle = slow_answer
     limiter = RateLimiter(1 / 1.5)
     try:
         with SicantikApi(

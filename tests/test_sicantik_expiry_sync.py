@@ -11,8 +11,8 @@ from odoo.tools import mute_logger
 from ..tools.pg_rate_limiter import PgRateLimiter
 from ..tools.sicantik_api import SicantikApi
 from ..tools.sicantik_details import PARKED
-from ..tools.stats import ClientStats
 from ..tools.sicantik_exceptions import SicantikLimiterUnavailable
+from ..tools.stats import ClientStats
 from .common import SicantikSandboxCase
 
 EXPIRY_CRON = "sicantik_connector.ir_cron_sync_expiry_dates"

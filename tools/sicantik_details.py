@@ -237,25 +237,26 @@ class DetailsBatch:
     # ------------------------------------------------------------------
     # The caller's generator
     # ------------------------------------------------------------------
-    def _next_results(self, deadline=None):
-        """Wait for finished results; [] once the batch is over or, with a
-        ``deadline`` (``time.monotonic()``), once it passed."""
+    def _next_result(self, deadline=None):
+        """Wait for the next finished result and hand it out; None once the
+        batch is over or, with a ``deadline`` (``time.monotonic()``), once
+        it passed. One at a time: a caller that stops reading loses none."""
         with self.cond:
             if deadline is not None and time.monotonic() >= deadline:
-                return []  # what is ready waits for the next turn
+                return None  # what is ready waits for the next turn
             while not self.ready and not self.finished:
                 if self.source is None and not self.input_closed and self._dry():
-                    return []  # asked all it was given: the caller adds more
+                    return None  # asked all it was given: the caller adds more
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
-                    return []
+                    return None
                 self.cond.wait(left)
-            results = list(self.ready)
-            self.ready.clear()
-            for key, _result in results:
-                self.taken.discard(key)
+            if not self.ready:
+                return None
+            key, result = self.ready.popleft()
+            self.taken.discard(key)
             self.cond.notify_all()  # room in the buffer: the feeder goes on
-            return results
+            return key, result
 
     def start(self):
         """Start the feeder and the request threads (once)."""
@@ -279,13 +280,9 @@ class DetailsBatch:
         raise its system error, if one stopped it), ``deadline`` passed (the
         batch keeps running: call again, or :meth:`close`) or an open batch
         ran dry (:attr:`dry`: add items, or close its input)."""
-        while True:
-            results = self._next_results(deadline)
-            if not results:
-                break
-            for key, result in results:
-                self._count(result)
-                yield key, result
+        while (pair := self._next_result(deadline)) is not None:
+            self._count(pair[1])
+            yield pair
         if self.over and self.failure is not None:
             self.api._log.warning(
                 "SICANTIK %s: %s stopped by a system error: %s",

@@ -266,6 +266,10 @@ def test_stop_input_ends_after_the_calls_in_flight(sandbox, api):
     batch = api.open_permit_details(max_workers=4)
     try:
         batch.add(items)
+        with batch.cond:
+            # several answers wait: a reader that takes one and walks away
+            # must leave the others for the next read
+            assert batch.cond.wait_for(lambda: len(batch.ready) >= 2, timeout=WAIT)
         received = [next(iter(batch.results()))]
         batch.stop_input()
         received += list(batch.results())

@@ -198,17 +198,15 @@ class SicantikExpirySync(models.AbstractModel):
         Sync). Raises a system-scope error after writing the answers
         received before it. At the deadline no new permit is asked; the
         answers in flight are still written."""
-        with config._make_api() as api:
-            batch = api.open_permit_details(max_workers=config.max_workers)
-            carried = CarriedBatch(api, batch, {row["id"]: row for row in rows}, None)
-            try:
-                batch.add(_items(rows))
-                batch.close_input()
-                self._read_answers(config, carried, log, deadline, progress, commit)
-                batch.stop_input()
-                self._read_answers(config, carried, log, None, progress, commit)
-            finally:
-                batch.close()
+        carried = self._open_carried(config)
+        try:
+            carried.rows.update((row["id"], row) for row in rows)
+            carried.batch.add(_items(rows))
+            carried.batch.close_input()
+            self._read_answers(config, carried, log, deadline, progress, commit)
+            self._drain(config, carried, log, progress, commit)
+        finally:
+            carried.close()
 
     @api.model
     def _ask_turn(self, config, log, carried, deadline, progress):
@@ -225,7 +223,7 @@ class SicantikExpirySync(models.AbstractModel):
         requests and the answers in flight are written, as in one call.
         """
         carried = carried or self._open_carried(config)
-        batch, given = carried.batch, 0
+        batch, given, parked = carried.batch, 0, False
         try:
             while True:
                 added = 0
@@ -240,14 +238,13 @@ class SicantikExpirySync(models.AbstractModel):
                 PARKED.park(
                     self._carry_key(config, log), carried, 2 * self._job_time_budget()
                 )
+                parked = True
                 return carried, given
-            batch.stop_input()
-            self._read_answers(config, carried, log, None, progress)
-        except BaseException:
-            carried.close()
-            raise
-        carried.close()
-        return None, given
+            self._drain(config, carried, log, progress)
+            return None, given
+        finally:
+            if not parked:
+                carried.close()
 
     @api.model
     def _open_carried(self, config):
@@ -258,6 +255,12 @@ class SicantikExpirySync(models.AbstractModel):
             api.close()
             raise
         return CarriedBatch(api, batch, {}, None)
+
+    @api.model
+    def _drain(self, config, carried, log, progress, commit=True):
+        """No new permit is asked; the answers in flight are written."""
+        carried.batch.stop_input()
+        self._read_answers(config, carried, log, None, progress, commit)
 
     @api.model
     def _give_work(self, config, log, carried, deadline, given):

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from sandbox import KNOB_DEFAULTS, SandboxServer
+from sandbox import SandboxServer
 from tools.const import RATE_SAFETY_MARGIN
 from tools.rate_limiter import RateLimiter
 from tools.records import PermitDetails
@@ -27,15 +27,6 @@ from tools.sicantik_exceptions import (
 def server():
     with SandboxServer(permits=300, seed=11) as srv:
         yield srv
-
-
-@pytest.fixture
-def sandbox(server):
-    server.configure(**KNOB_DEFAULTS)
-    server.clear_faults()
-    server.reset_stats()
-    yield server
-    server.clear_faults()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from datetime import date
 import pytest
 import requests
 
-from sandbox import KNOB_DEFAULTS, Dataset, SandboxServer
+from sandbox import Dataset, SandboxServer
 from tools.decoders import decode_payload
 from tools.normalise import normalise_issued_rows
 from tools.sicantik_api import SicantikApi
@@ -33,21 +33,14 @@ from tools.sicantik_exceptions import (
 )
 
 SEED = 7
+# The conftest's ``sandbox`` fixture: hangs last 5 s here.
+SANDBOX_KNOBS = {"hang_seconds": 5.0}
 
 
 @pytest.fixture(scope="module")
 def server():
     with SandboxServer(permits=300, seed=SEED) as srv:
         yield srv
-
-
-@pytest.fixture
-def sandbox(server):
-    server.configure(**dict(KNOB_DEFAULTS, hang_seconds=5.0))
-    server.clear_faults()
-    server.reset_stats()
-    yield server
-    server.clear_faults()
 
 
 @pytest.fixture

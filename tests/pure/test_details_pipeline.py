@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from sandbox import KNOB_DEFAULTS, SandboxServer
+from sandbox import SandboxServer
 from tools.records import PermitDetails
 from tools.sicantik_api import SicantikApi
 from tools.sicantik_details import DetailsBatch, Parking
@@ -24,15 +24,6 @@ WAIT = 10  # seconds: a bound on waiting for the sandbox, never a measure
 def server():
     with SandboxServer(permits=200, seed=23) as srv:
         yield srv
-
-
-@pytest.fixture
-def sandbox(server):
-    server.configure(**KNOB_DEFAULTS)
-    server.clear_faults()
-    server.reset_stats()
-    yield server
-    server.clear_faults()
 
 
 @pytest.fixture

@@ -20,6 +20,27 @@ class Killed(BaseException):
     """Stands for the worker being killed: not an Exception, nothing catches it."""
 
 
+def run_killed_after_page(env, page):
+    """Run the permit sync once, "killed" after writing page ``page`` and
+    before its commit; True when the kill happened."""
+    original = SicantikPermitSync._upsert_page
+    calls = []
+
+    def upsert_then_die(self_, *args, **kwargs):
+        result = original(self_, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == page:
+            raise Killed()
+        return result
+
+    with patch.object(SicantikPermitSync, "_upsert_page", upsert_then_die):
+        try:  # not assertRaises: its savepoint would undo the earlier pages
+            env.ref(PERMIT_CRON).method_direct_trigger()
+        except Killed:
+            return True
+    return False
+
+
 @tagged("post_install", "-at_install", "sicantik")
 class TestSicantikPermitSync(SicantikSandboxCase):
     PERMITS = 300  # more than two pages of 100
@@ -188,24 +209,8 @@ class TestSicantikPermitSync(SicantikSandboxCase):
         )
 
     def test_killed_run_resumes_without_loss_or_duplicate(self):
-        original = SicantikPermitSync._upsert_page
-        calls = []
-
-        def upsert_then_die(self_, *args, **kwargs):
-            result = original(self_, *args, **kwargs)
-            calls.append(1)
-            if len(calls) == 3:
-                raise Killed()  # after writing page 3, before its commit
-            return result
-
         self.config.action_sync_now()
-        with patch.object(SicantikPermitSync, "_upsert_page", upsert_then_die):
-            killed = False
-            try:  # not assertRaises: its savepoint would undo pages 1 and 2
-                self.env.ref(PERMIT_CRON).method_direct_trigger()
-            except Killed:
-                killed = True
-        self.assertTrue(killed, "the run was killed")
+        self.assertTrue(run_killed_after_page(self.env, 3), "the run was killed")
         # Pages 1 and 2 are kept, page 3 is rolled back with its offset.
         self.assertEqual(self.config.sync_offset, 100)
         self.assertEqual(
@@ -468,23 +473,8 @@ class TestPermitLetters(SicantikSandboxCase):
         permit = self.letter(source)
         self.drop(source)
         self.sync_permits()
-        original = SicantikPermitSync._upsert_page
-        calls = []
-
-        def upsert_then_die(self_, *args, **kwargs):
-            result = original(self_, *args, **kwargs)
-            calls.append(1)
-            if len(calls) == 3:
-                raise Killed()  # after writing page 3, before its commit
-            return result
-
         self.config.action_sync_now()
-        with patch.object(SicantikPermitSync, "_upsert_page", upsert_then_die):
-            try:  # not assertRaises: its savepoint would undo pages 1 and 2
-                self.env.ref(PERMIT_CRON).method_direct_trigger()
-            except Killed:
-                calls.append("killed")
-        self.assertIn("killed", calls)
+        self.assertTrue(run_killed_after_page(self.env, 3))
         self.assertEqual(self.config.sync_offset, 100)
         log = self.logs("permits")[0]
         log.heartbeat -= log.STALE_AFTER * 2

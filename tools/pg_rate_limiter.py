@@ -19,11 +19,20 @@ so ``rate`` + 1 slots span at least ``rate * spacing`` >= 1 s divided by
 ``(1 - margin)``. The row lock lasts for that one statement; the caller
 sleeps afterwards, outside any transaction.
 
-**Converting to local time.** The statement also returns its clock. The slot
-is turned into a local monotonic time as ``local_now + (slot - db_now)``,
-``local_now`` read after the answer arrived, i.e. after ``db_now``: a send is
-never early, only late by the answer's trip back (well under a millisecond on
-a socket or LAN).
+**Converting to local time.** The statement also returns its clock,
+``db_now``, read somewhere between the local times the statement was sent
+(``asked``) and its answer read (``local``): the offset of the database clock
+from the local monotonic one lies in ``[db_now - local, db_now - asked]``.
+Slots are converted with a lower bound of that offset, so a send is never
+early on the database's clock; it is late by the bound's error. A process
+descheduled between the answer and reading its clock (a busy machine) makes
+``db_now - local`` far too low, and every slot of that claim late by as much,
+which would close them up on the next process's slots unseen by the late-slot
+checks below. So the bound kept is the best of all claims, aged by the most a
+clock may drift (``CLOCK_DRIFT``, as NTP slews at most 500 ppm): the error is
+that of the quickest recent round trip, not of the last one. A slow claim
+with no good bound yet (a process just started, on a machine busy starting
+it) reads the database clock once more before converting its slots.
 
 **Late sends.** A slot is only used between its time and
 ``LATE_SLOT_TOLERANCE_S`` after it, checked twice: when the thread wakes up
@@ -71,6 +80,13 @@ from .const import (
 from .rate_limiter import check_rate, paced_rate
 
 _logger = logging.getLogger(__name__)
+
+# A claim slower than this is followed by a read of the database clock alone,
+# which bounds the clock offset better (see _probe_offset).
+OFFSET_PROBE_ABOVE_S = 0.005
+# The most two clocks may drift apart, in seconds per second (NTP's slew
+# limit): how fast an old bound of the clock offset loses its worth.
+CLOCK_DRIFT = 5e-4
 
 TABLE = "sicantik_rate_bucket"
 
@@ -150,7 +166,8 @@ class PgRateLimiter:
         # The row's pace as last seen: base, changed_at (db), version, and
         # the db clock at a local time (to estimate the db clock later).
         self._pace_seen = (1.0, None, 0)
-        self._db_offset = 0.0  # db_now - local clock
+        self._db_offset = 0.0  # a lower bound of (db clock - local clock)
+        self._offset_at = None  # local time that bound was last aged to
         self.claims = 0  # statements that claimed slots
         self.dropped = 0  # slots lost to a late wake-up or a late send
         self.slowdowns = 0  # decreases this process made
@@ -209,7 +226,16 @@ class PgRateLimiter:
         waited = None
         while True:
             slot = self._thread.__dict__.pop("slot", None)
-            if slot is None or self._clock() - slot <= self._late:
+            late = None if slot is None else self._clock() - slot
+            if late is None or late <= self._late:
+                if late is not None and _logger.isEnabledFor(logging.DEBUG):
+                    _logger.debug(
+                        "rate bucket %s: send pid=%s slot=%.6f late_ms=%.2f",
+                        self.key,
+                        os.getpid(),
+                        self._thread.last_slot,
+                        late * 1000,
+                    )
                 return waited
             with self._lock:
                 self.dropped += 1
@@ -302,6 +328,7 @@ class PgRateLimiter:
         spacing = 1.0 / (self._rate * self._current_factor())
         params = {"key": self.key, "span": self._batch * spacing}
         while True:
+            asked = self._clock()
             try:
                 with self._statement() as cur:
                     cur.execute(
@@ -341,15 +368,53 @@ class PgRateLimiter:
                 self._sleep(self._reconnect_pause)
         local = self._clock()
         next_at, db_now, base, changed_at, version = row
-        self._db_offset = db_now - local
+        if _logger.isEnabledFor(logging.DEBUG):
+            _logger.debug(
+                "rate bucket %s: claim pid=%s db_now=%.6f round_trip_ms=%.2f",
+                self.key,
+                os.getpid(),
+                db_now,
+                (local - asked) * 1000,
+            )
+        self._db_offset = self._offset_bound(db_now - local, db_now - asked, local)
+        if local - asked > OFFSET_PROBE_ABOVE_S:
+            self._probe_offset()
         self._pace_seen = (base, changed_at, version)
         if self._rule is not None:
             self.lowest = min(self.lowest, self._rule.factor(base, changed_at, db_now))
         first = next_at - self._batch * spacing
         for k in range(self._batch):
             slot = first + k * spacing
-            self._slots.append((local + (slot - db_now), slot))
+            self._slots.append((slot - self._db_offset, slot))
         self.claims += 1
+
+    def _probe_offset(self):
+        """A slow claim (a process just started, or descheduled on a busy
+        machine) gives a poor bound of the clock offset: read the database
+        clock again, alone, to tighten it before its slots are converted."""
+        asked = self._clock()
+        try:
+            with self._statement() as cur:
+                cur.execute(
+                    "SELECT EXTRACT(EPOCH FROM clock_timestamp() AT TIME ZONE 'UTC')"
+                    "::float8"
+                )
+                (db_now,) = cur.fetchone()
+        except _UNREACHABLE:
+            return  # the claim's own bound stands: late sends, never early
+        local = self._clock()
+        self._db_offset = self._offset_bound(db_now - local, db_now - asked, local)
+
+    def _offset_bound(self, low, high, local):
+        """The best lower bound of the clock offset, given this claim's
+        bounds ``[low, high]``: the last bound aged by ``CLOCK_DRIFT`` if
+        it is still higher than ``low`` and possible (at most ``high``)."""
+        if self._offset_at is not None:
+            aged = self._db_offset - CLOCK_DRIFT * (local - self._offset_at)
+            if low < aged <= high:
+                low = aged
+        self._offset_at = local
+        return low
 
     def _current_factor(self):
         if self._rule is None:

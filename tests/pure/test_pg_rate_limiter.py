@@ -306,3 +306,105 @@ def test_a_slot_stale_at_the_send_is_dropped_and_never_reused(dbname, key, batch
         assert late.claims == 3 + late.dropped
     late.close()
     other.close()
+
+
+class LateReader:
+    """A connection whose next answer is read ``delay`` seconds after the
+    database sent it: the process was descheduled in between (a busy
+    machine), really, so both clocks moved on meanwhile."""
+
+    def __init__(self, conn):
+        self._conn = conn
+        self.delay = 0.0
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+    def __setattr__(self, name, value):
+        if name in ("autocommit",):
+            setattr(self._conn, name, value)
+        else:
+            super().__setattr__(name, value)
+
+    def cursor(self):
+        reader = self
+
+        class Cursor:
+            def __init__(self, cur):
+                self._cur = cur
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self._cur.close()
+
+            def execute(self, *args):
+                return self._cur.execute(*args)
+
+            def fetchone(self):
+                row = self._cur.fetchone()
+                delay, reader.delay = reader.delay, 0.0
+                time.sleep(delay)  # the delay under test, not a wait for anything
+                return row
+
+        return Cursor(self._conn.cursor())
+
+
+def test_a_claim_read_late_does_not_make_its_slots_late(dbname, key):
+    """A claim's answer read 200 ms after the database sent it must not move
+    its slots 200 ms late on the database's clock (they would close up on the
+    next process's slots, unseen by the late-slot checks): the clock offset
+    comes from the quickest recent round trip, not the last one."""
+    conns = []
+
+    def connect():
+        conns.append(LateReader(psycopg2.connect(dbname=dbname)))
+        return conns[-1]
+
+    limiter = PgRateLimiter.for_server_limit(key, LIMIT, connect, adaptive=False)
+    probe = psycopg2.connect(dbname=dbname)
+    probe.autocommit = True
+
+    def late_on_db_clock():
+        with probe.cursor() as cur:
+            cur.execute(
+                "SELECT EXTRACT(EPOCH FROM clock_timestamp() AT TIME ZONE 'UTC')"
+                "::float8"
+            )
+            return cur.fetchone()[0] - limiter.last_slot
+
+    limiter.acquire()
+    assert 0 <= late_on_db_clock() < 0.1
+    conns[-1].delay = 0.2
+    limiter.acquire()
+    # Never early on the database's clock, and not late by the delay: the
+    # slot the late answer brought is seen as stale (dropped), a new one used.
+    assert 0 <= late_on_db_clock() < 0.1
+    assert limiter.dropped >= 1
+    limiter.close()
+    probe.close()
+
+
+def test_a_first_claim_read_late_is_corrected_by_a_clock_read(dbname, key):
+    """A process's first claim has no earlier round trip to compare with: one
+    read late (a worker just started on a busy machine) is followed by a read
+    of the database clock alone, and its slots are converted with that."""
+
+    def connect():
+        conn = LateReader(psycopg2.connect(dbname=dbname))
+        conn.delay = 0.2  # the first answer (the claim) is read late
+        return conn
+
+    limiter = PgRateLimiter.for_server_limit(key, LIMIT, connect, adaptive=False)
+    probe = psycopg2.connect(dbname=dbname)
+    probe.autocommit = True
+    limiter.acquire()
+    with probe.cursor() as cur:
+        cur.execute(
+            "SELECT EXTRACT(EPOCH FROM clock_timestamp() AT TIME ZONE 'UTC')::float8"
+        )
+        late = cur.fetchone()[0] - limiter.last_slot
+    assert 0 <= late < 0.1
+    limiter.close()
+    probe.close()

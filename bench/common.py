@@ -144,20 +144,26 @@ class ArrivalLog:
     """
 
     def __init__(self, sandbox):
-        self.arrivals = []  # (time, endpoint); appends are atomic
+        # (arrival, endpoint, handled): the kernel's receive time where the
+        # sandbox has it, and when its handler counted it; appends are atomic
+        self.arrivals = []
         stats = sandbox._stats  # the sandbox's own counter, wrapped
         counted = stats.arrive
 
-        def arrive(endpoint):
-            at = counted(endpoint)
-            self.arrivals.append((at, endpoint))
+        def arrive(endpoint, at=None):
+            at = counted(endpoint, at)
+            self.arrivals.append((at, endpoint, stats._clock()))
             return at
 
         stats.arrive = arrive
         self.clock = stats._clock
 
     def times(self, endpoint=None):
-        return sorted(t for t, name in self.arrivals if endpoint in (None, name))
+        return sorted(t for t, name, _h in self.arrivals if endpoint in (None, name))
+
+    def handled(self):
+        """The handlers' stamps, sorted (the sandbox's scheduling included)."""
+        return sorted(h for _t, _name, h in self.arrivals)
 
     def first(self, endpoint=None):
         times = self.times(endpoint)

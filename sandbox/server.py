@@ -1,13 +1,14 @@
 """The SICANTIK sandbox: routing, faults and statistics (sockets: loopback.py)."""
 
 import gzip
+import io
 import json
 import socket
 import struct
 from http import HTTPStatus
 from urllib.parse import urlsplit
 
-from . import api, faults, render
+from . import api, faults, render, wire
 from .data import generate_dataset
 from .faults import RETRY_AFTER_STATUSES, FaultPlan
 from .loopback import Drop, LoopbackHandler, LoopbackHTTPServer, LoopbackServer
@@ -34,6 +35,12 @@ class _HTTPServer(LoopbackHTTPServer):
         self._resets = set()
         super().__init__(address, handler_class, owner)
 
+    def server_bind(self):
+        super().server_bind()
+        # Set on the listening socket, the option is inherited by accepted
+        # ones, so even bytes that came before the accept carry a stamp.
+        wire.enable(self.socket)
+
     def reset_on_close(self, request):
         """Make the coming close send a TCP RST instead of a FIN."""
         linger = struct.pack("ii", 1, 0)
@@ -52,6 +59,20 @@ class _HTTPServer(LoopbackHTTPServer):
 
 class _Handler(LoopbackHandler):
     server_version = "Apache"
+
+    def setup(self):
+        super().setup()
+        # Requests are read through a reader that keeps the kernel's receive
+        # stamps, so the statistics count when the bytes arrived.
+        self._wire = None
+        if wire.enable(self.connection):
+            self._wire = wire.StampedReader(self.connection)
+            self.rfile = io.BufferedReader(self._wire)
+
+    def handle_one_request(self):
+        if self._wire is not None:
+            self._wire.begin()
+        return super().handle_one_request()
 
     def version_string(self):
         return self.server_version
@@ -167,7 +188,8 @@ class _Handler(LoopbackHandler):
 
     def _api(self, segments, query):
         stats = self.server.owner._stats
-        stats.arrive(api.endpoint_name(segments))
+        at = self._wire.arrival() if self._wire is not None else None
+        stats.arrive(api.endpoint_name(segments), at)
         self._counted = False
         try:
             decision = self.server.owner._faults.decide()

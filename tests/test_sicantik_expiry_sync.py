@@ -187,8 +187,8 @@ class TestSicantikExpirySync(SicantikSandboxCase):
         count = [0]
         during_write = []
 
-        def counting_arrive(endpoint):
-            now = arrive(endpoint)
+        def counting_arrive(endpoint, at=None):
+            now = arrive(endpoint, at)
             with arrived:
                 count[0] += 1
                 arrived.notify_all()

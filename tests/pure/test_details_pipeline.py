@@ -49,8 +49,8 @@ class Arrivals:
         self.lock = threading.Condition()
         self.stats.arrive = self._arrive
 
-    def _arrive(self, endpoint):
-        now = self.original(endpoint)
+    def _arrive(self, endpoint, at=None):
+        now = self.original(endpoint, at)
         with self.lock:
             self.count += 1
             self.lock.notify_all()

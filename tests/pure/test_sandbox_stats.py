@@ -4,9 +4,17 @@ Timestamps are fed straight to the counters (and to ``Stats`` through its
 clock), so nothing here sleeps or depends on the machine's speed.
 """
 
-import pytest
+import socket
+import sys
+import time
 
-from sandbox.stats import RateWindow, SecondBuckets, Stats
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bench.common import ArrivalLog
+from sandbox import SandboxServer
+from sandbox.stats import RateWindow, SecondBuckets, Stats, UnorderedWindow
 
 # 10 arrivals in the second half of second 0, 10 in the first half of second
 # 1: every whole second holds 10, the interval [0.5, 1.5) holds all 20.
@@ -70,3 +78,54 @@ def test_second_buckets_clear():
     assert [seconds.add(t) for t in (0.1, 0.2, 1.5)] == [1, 2, 1]
     seconds.clear()
     assert seconds.peak == 0 and seconds.add(1.6) == 1  # a new second after clear
+
+
+@given(
+    st.lists(st.floats(min_value=0, max_value=4, allow_nan=False), max_size=60),
+    st.randoms(use_true_random=False),
+)
+def test_unordered_window_finds_the_sorted_peak(times, rng):
+    """Stamps read by several threads come slightly out of order; the peak
+    is the one of the sorted times, whatever the order they came in."""
+    window = UnorderedWindow(1.0, keep=5.0)
+    shuffled = list(times)
+    rng.shuffle(shuffled)
+    for t in shuffled:
+        window.add(t)
+    assert window.peak == peaks(sorted(times))[0]
+
+
+def test_stats_count_the_arrival_stamp_not_the_handling_time():
+    """A request stamped on arrival but handled late counts at its arrival."""
+    clock = iter([10.0, 10.5, 11.2, 11.3])
+    stats = Stats(clock=lambda: next(clock))
+    stats.arrive("cekperizinan", at=9.95)
+    stats.arrive("cekperizinan", at=10.45)
+    stats.arrive("cekperizinan", at=10.96)  # within 1 s of the first arrival
+    snapshot = stats.snapshot()
+    assert snapshot["peak_rate"] == 2  # 9.95, 10.45 | 10.45, 10.96
+    assert snapshot["peak_rate_handled"] == 2  # 10.0, 10.5 | 10.5, 11.2
+    stats.arrive("cekperizinan", at=11.2 - 0.3)  # late-read, earlier stamp
+    assert stats.snapshot()["peak_rate"] == 3  # 10.45 .. 10.96 with 10.9
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_TIMESTAMPNS")
+def test_the_sandbox_counts_when_the_bytes_arrived_not_when_it_got_to_them():
+    """The sandbox stands for a remote server: a request its own busy thread
+    handles late still counts at the kernel's receive time."""
+    with SandboxServer(permits=5) as server:
+        log = ArrivalLog(server)
+        conn = socket.create_connection(("127.0.0.1", server.port))
+        try:
+            with server._stats._lock:  # the handler cannot count it meanwhile
+                before = time.monotonic()
+                conn.sendall(b"GET /backoffice/api/jenisperizinanlist HTTP/1.1\r\n\r\n")
+                after = time.monotonic()
+                time.sleep(0.3)  # the late handling under test
+            assert conn.recv(65536).startswith(b"HTTP/1.1 200")
+        finally:
+            conn.close()
+    ((arrival, endpoint, handled),) = log.arrivals
+    assert endpoint == "jenisperizinanlist"
+    assert before - 0.002 <= arrival <= after + 0.002  # clock conversion: µs
+    assert handled - arrival >= 0.29

@@ -287,7 +287,7 @@ class Odoo(NamedTuple):
             prog=self.prog,
         )  # fmt: skip
 
-    def prefork_server(self, workers=2, cron_workers=2, nice=SERVER_NICE):
+    def prefork_server(self, workers=2, cron_workers=2, nice=SERVER_NICE, extra=()):
         """A server in prefork mode (HTTP workers, cron workers, the gevent
         process) on its own ports, as a production deployment runs it.
 
@@ -304,7 +304,7 @@ class Odoo(NamedTuple):
              "--http-port", str(port), "--gevent-port", str(free_port()),
              "--workers", str(workers), "--max-cron-threads", str(cron_workers),
              "--limit-time-real-cron", "120", "--db-filter", f"^{self.name}$",
-             "--log-level", "warn", "--logfile", str(self.logfile)],
+             "--log-level", "warn", "--logfile", str(self.logfile), *extra],
             self.logfile,
             group=True,
             prog=self.prog,

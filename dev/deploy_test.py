@@ -113,6 +113,10 @@ def set_up_text(sandbox_url, gateway, password):
     )
 
 
+# The PostgreSQL limiter's logger: at DEBUG it logs each claim and send.
+TRACE_LOGGER = "odoo.addons.sicantik_connector.tools.pg_rate_limiter"
+
+
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=1)
@@ -122,6 +126,12 @@ def parse_args():
         "--load-seconds", type=float, default=60.0, help="length of the load phase"
     )
     parser.add_argument("--keep", action="store_true", help="keep the database")
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="log every slot claimed and used (Odoo log) and every arrival "
+        "(a JSON file beside it), to tell a late send from a late stamp",
+    )
     return parser.parse_args()
 
 
@@ -392,6 +402,24 @@ def finish(dep):
         server.stop(dep.db)
 
 
+def write_trace(path, dep, log):
+    """Every arrival (kernel and handler stamps) on the wall clock, and the
+    phase marks, for comparison with the slots in the Odoo log."""
+    to_wall = time.time() - log.clock()
+    path.write_text(
+        json.dumps(
+            {
+                "marks": [(name, t + to_wall) for name, t in dep.marks],
+                "arrivals": [
+                    (at + to_wall, endpoint, handled + to_wall)
+                    for at, endpoint, handled in log.arrivals
+                ],
+            }
+        )
+    )
+    say(f"{PROG}: trace in {path} and {dep.odoo.logfile}")
+
+
 def by_phase(marks, times, over):
     """Requests and arrivals over the limit in each phase of the run."""
     starts = [t for _name, t in marks]
@@ -452,6 +480,12 @@ def figures(dep, log, span, kill_counts, presser):
         "concurrent-update conflicts)"
     )
     say(f"{PROG}: by phase: {by_phase(dep.marks, times, over_limit(times, LIMIT))}")
+    handled = log.handled()
+    say(
+        f"{PROG}: on the sandbox handlers' own stamps (its scheduling "
+        f"included): peak {window_figures(handled, LIMIT)[0]}/s; by phase: "
+        f"{by_phase(dep.marks, handled, over_limit(handled, LIMIT))}"
+    )
     peak = max(peak, stats["peak_rate"])
     line = (
         f"deploy servers={len(dep.servers)} connectors={len(dep.configs)} "
@@ -501,7 +535,8 @@ def main():
         odoo.install()
         setup = odoo.shell(set_up_text(sandbox.url, gateway, password), "DEPLOYTEST")
         db.open()
-        servers = [odoo.prefork_server() for _n in range(SERVERS)]
+        extra = (f"--log-handler={TRACE_LOGGER}:DEBUG",) if args.trace else ()
+        servers = [odoo.prefork_server(extra=extra) for _n in range(SERVERS)]
         dep = Deployment(odoo, db, servers, sandbox, gateway, setup, log)
         dep.set_crons()
         for server in servers:
@@ -523,13 +558,15 @@ def main():
         kill_counts = kills(dep, rng, args.kills)
         finish(dep)
         line, bad = figures(dep, log, span, kill_counts, presser)
+        if args.trace:
+            write_trace(odoo.logfile.with_suffix(".arrivals.json"), dep, log)
         if kill_counts[0] < args.kills:
             bad.append("too few kills")
         say(f"{PROG}: {time.monotonic() - started:.0f} s in all")
         say(line)
         if bad:
             say(f"{PROG}: failed: {', '.join(bad)}")
-        elif not args.keep:
+        elif not (args.keep or args.trace):
             odoo.logfile.unlink(missing_ok=True)
         return 1 if bad else 0
     finally:

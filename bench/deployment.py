@@ -124,10 +124,6 @@ def _group_pids(pgid):
     return pids
 
 
-# Priority of the Odoo servers below the sandbox's (see ``prefork_server``).
-SERVER_NICE = 5
-
-
 class OdooServer:
     """A real Odoo server process on the database, killed and restarted.
 
@@ -137,11 +133,8 @@ class OdooServer:
     worker that outlived its master would finish its callback first.
     """
 
-    def __init__(
-        self, cmd, logfile, *, group=False, prog="kill-test", port=None, nice=0
-    ):
-        # ``nice``: run below the sandbox's priority (see ``prefork_server``)
-        self.cmd = ["nice", "-n", str(nice), *cmd] if nice else cmd
+    def __init__(self, cmd, logfile, *, group=False, prog="kill-test", port=None):
+        self.cmd = cmd
         self.logfile = logfile
         self.group = group
         self.prog = prog
@@ -287,17 +280,15 @@ class Odoo(NamedTuple):
             prog=self.prog,
         )  # fmt: skip
 
-    def prefork_server(self, workers=2, cron_workers=2, nice=SERVER_NICE, extra=()):
+    def prefork_server(self, workers=2, cron_workers=2, extra=()):
         """A server in prefork mode (HTTP workers, cron workers, the gevent
-        process) on its own ports, as a production deployment runs it.
+        process) on its own ports, as a production deployment runs it, with
+        ``extra`` command-line options.
 
-        It runs at ``nice`` (lower priority than the sandbox). The sandbox
-        stands for the remote SICANTIK server and is the instrument that
-        counts arrivals; on a 2-core machine shared with every Odoo process,
-        a server's restart (each worker loading the registry) would otherwise
-        delay its stamps by tens of milliseconds, more than the margin the
-        count is judged against. The Odoo processes still compete with each
-        other as before."""
+        It runs at the sandbox's priority: the sandbox counts arrivals at
+        the kernel's receive time (``sandbox/wire.py``), so its own
+        scheduling does not bend the count, and the Odoo processes get no
+        help against the machine's contention."""
         port = free_port()
         return OdooServer(
             [*self.cmd, *self.options(), "--http-interface", "127.0.0.1",
@@ -309,7 +300,6 @@ class Odoo(NamedTuple):
             group=True,
             prog=self.prog,
             port=port,
-            nice=nice,
         )  # fmt: skip
 
 

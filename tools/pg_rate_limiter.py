@@ -208,6 +208,16 @@ class PgRateLimiter:
             if now - slot <= self._late:
                 self._thread.slot = slot  # held until confirm() or the next one
                 self._thread.last_slot = db_slot
+                if _logger.isEnabledFor(logging.DEBUG):
+                    # Here, not at confirm(): a log write must not come
+                    # between the last check of the slot and the send.
+                    _logger.debug(
+                        "rate bucket %s: slot pid=%s slot=%.6f late_ms=%.2f",
+                        self.key,
+                        os.getpid(),
+                        db_slot,
+                        (now - slot) * 1000,
+                    )
                 return max(0.0, now - start)
             with self._lock:
                 self.dropped += 1  # woke up too late: this slot is lost
@@ -226,16 +236,7 @@ class PgRateLimiter:
         waited = None
         while True:
             slot = self._thread.__dict__.pop("slot", None)
-            late = None if slot is None else self._clock() - slot
-            if late is None or late <= self._late:
-                if late is not None and _logger.isEnabledFor(logging.DEBUG):
-                    _logger.debug(
-                        "rate bucket %s: send pid=%s slot=%.6f late_ms=%.2f",
-                        self.key,
-                        os.getpid(),
-                        self._thread.last_slot,
-                        late * 1000,
-                    )
+            if slot is None or self._clock() - slot <= self._late:
                 return waited
             with self._lock:
                 self.dropped += 1

@@ -35,10 +35,8 @@ FAILURE_TYPE_SELECTION = [
     ("untested", "Untested address"),
 ]
 
-# The bus message a running log sends, and how often at most (seconds)
-# while it makes progress: its start and end always go out.
+# The bus message a running log sends.
 BUS_PROGRESS = "sicantik_sync_log/progress"
-BUS_MIN_INTERVAL = 2.0
 
 
 # Lines of the "set aside" list one run keeps.

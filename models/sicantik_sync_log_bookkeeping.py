@@ -11,7 +11,6 @@ table, no field of its own).
 from datetime import timedelta
 
 from odoo import _, api, fields, models
-from odoo.exceptions import UserError
 
 
 class SicantikSyncLogBookkeeping(models.AbstractModel):
@@ -66,26 +65,6 @@ class SicantikSyncLogBookkeeping(models.AbstractModel):
             "warning",
             _("Already running"),
         )
-
-    @api.model
-    def _ensure_not_running(self, config, operation):
-        """Refuse a manual run while the same job runs for ``config``."""
-        running = self._running_for(config, operation)
-        if running:
-            log = running[0]
-            raise UserError(
-                _(
-                    "A %(job)s run of %(name)s is already running (started "
-                    "%(start)s, last progress %(beat)s). Wait for it to end: "
-                    "its progress is in SICANTIK > Sync Logs.",
-                    job=dict(log._fields["operation"]._description_selection(self.env))[
-                        log.operation
-                    ],
-                    name=config.display_name,
-                    start=log.start_date,
-                    beat=log.heartbeat,
-                )
-            )
 
     # ------------------------------------------------------------
     # ROWS FOR RUNS THAT COULD NOT WRITE THEIR OWN

@@ -1,12 +1,24 @@
 import re
+from operator import eq, ge, gt, le, lt, ne
 
 from markupsafe import Markup
 
 from odoo import _, api, fields, models
+from odoo.exceptions import UserError
+from odoo.tools import SQL
 
 from ..tools.phone import normalize_phone
 from .access import ensure_manager
 
+# The comparisons a search on the permit count accepts.
+COUNT_OPERATORS = {
+    "=": eq,
+    "!=": ne,
+    ">": gt,
+    ">=": ge,
+    "<": lt,
+    "<=": le,
+}
 # tools.phone statuses -> whatsapp_number_state
 NUMBER_STATES = {
     "valid_mobile": "valid",
@@ -80,13 +92,15 @@ class ResPartner(models.Model):
     )
 
     # --- holders as staff see them (Holders and Numbers to fix menus)
-    # Stored, so that "contacts with permits" is an indexed domain and a
-    # sortable column; counted over every permit (computed as superuser).
+    # Counted over every permit (as superuser) when read, never stored: a
+    # stored count rewrote the holder's row whenever a sync linked one of its
+    # permits, so two syncs (or a sync and Test Expiry Sync) linking permits
+    # of one holder lost PostgreSQL's concurrent-update check, and the loser
+    # asked SICANTIK again. Searchable ("contacts with permits").
     sicantik_permit_count = fields.Integer(
         string="Permits",
         compute="_compute_sicantik_permit_count",
-        store=True,
-        index="btree_not_null",
+        search="_search_sicantik_permit_count",
         groups="sicantik_connector.sicantik_connector_group_user",
     )
     sicantik_phone = fields.Char(
@@ -114,6 +128,26 @@ class ResPartner(models.Model):
         )
         for partner in self:
             partner.sicantik_permit_count = counts.get(partner, 0)
+
+    def _search_sicantik_permit_count(self, operator, value):
+        compare = COUNT_OPERATORS.get(operator)
+        if compare is None or isinstance(value, bool) or not isinstance(value, int):
+            raise UserError(
+                _("Permits can only be compared with a whole number, e.g. > 0.")
+            )
+        self.env["sicantik.permit"].flush_model(["partner_id"])
+        # The holders whose count decides: those it matches, or those it does
+        # not when a contact without permits (a count of 0) matches.
+        zero_matches = compare(0, value)
+        having = SQL("count(*) %s %s", SQL(operator), value)
+        if zero_matches:
+            having = SQL("NOT (%s)", having)
+        holders = SQL(
+            "(SELECT partner_id FROM sicantik_permit WHERE partner_id IS NOT NULL"
+            " GROUP BY partner_id HAVING %s)",
+            having,
+        )
+        return [("id", "not in" if zero_matches else "in", holders)]
 
     def _compute_sicantik_phone(self):
         # One query for all the contacts shown, never one per contact.

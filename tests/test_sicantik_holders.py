@@ -1,8 +1,10 @@
 from lxml import etree
 
+from odoo.exceptions import UserError
 from odoo.tests import tagged
 from odoo.tools.safe_eval import safe_eval
 
+from ..models.res_partner import COUNT_OPERATORS
 from ..models.sicantik_dashboard import STATE_DECORATIONS
 from ..tools import phone
 from .common import SicantikCommon
@@ -92,6 +94,50 @@ class TestSicantikHolders(SicantikCommon):
         )
         self.permit_b.unlink()
         self.assertEqual(self.none.sicantik_permit_count, 1)
+
+    def test_searching_by_permit_count_agrees_with_the_count(self):
+        """The count is computed when read; a search by it (menus, filters)
+        gives the contacts whose count matches, contacts without permits
+        (a count of 0) included or not as the comparison says."""
+        Partner = self.env["res.partner"].with_context(active_test=False)
+        mine = self.two | self.none | self.landline | self.opted_out | self.contact
+        for operator, value in [
+            (">", 0),
+            (">", 1),
+            (">=", 1),
+            ("=", 0),
+            ("=", 2),
+            ("!=", 1),
+            ("<", 2),
+            ("<=", 0),
+        ]:
+            found = Partner.search([("sicantik_permit_count", operator, value)]) & mine
+            expected = mine.filtered(
+                lambda p, o=operator, v=value: COUNT_OPERATORS[o](
+                    p.sicantik_permit_count, v
+                )
+            )
+            self.assertEqual(found, expected, (operator, value))
+        with self.assertRaises(UserError):
+            Partner.search([("sicantik_permit_count", "like", "1")])
+
+    def test_linking_a_permit_does_not_write_its_holder(self):
+        """A sync linking permits of one holder must not rewrite the holder's
+        row: two syncs doing it at once would lose PostgreSQL's
+        concurrent-update check and ask SICANTIK again."""
+        self.env.flush_all()
+        self.env.cr.execute(
+            "SELECT xmin::text FROM res_partner WHERE id = %s", [self.none.id]
+        )
+        before = self.env.cr.fetchone()[0]
+        self.make_permit(self.none, False)
+        self.permit_a.partner_id = self.none
+        self.env.flush_all()
+        self.env.cr.execute(
+            "SELECT xmin::text FROM res_partner WHERE id = %s", [self.none.id]
+        )
+        self.assertEqual(self.env.cr.fetchone()[0], before)
+        self.assertEqual(self.none.sicantik_permit_count, 3)
 
     def test_numbers_to_fix(self):
         to_fix = self.action_partners("action_sicantik_numbers_to_fix")

@@ -113,8 +113,14 @@ def set_up_text(sandbox_url, gateway, password):
     )
 
 
-# The PostgreSQL limiter's logger: at DEBUG it logs each claim and send.
-TRACE_LOGGER = "odoo.addons.sicantik_connector.tools.pg_rate_limiter"
+# What --trace logs: the PostgreSQL limiter's every claim and slot (DEBUG),
+# the addon's jobs, the crons and the retries of requests that lost a race.
+TRACE_LOGS = (
+    ("odoo.addons.sicantik_connector.tools.pg_rate_limiter", "DEBUG"),
+    ("odoo.addons.sicantik_connector", "INFO"),
+    ("odoo.addons.base.models.ir_cron", "INFO"),
+    ("odoo.service.model", "INFO"),
+)
 
 
 def parse_args():
@@ -535,7 +541,9 @@ def main():
         odoo.install()
         setup = odoo.shell(set_up_text(sandbox.url, gateway, password), "DEPLOYTEST")
         db.open()
-        extra = (f"--log-handler={TRACE_LOGGER}:DEBUG",) if args.trace else ()
+        extra = ()
+        if args.trace:
+            extra = tuple(f"--log-handler={name}:{level}" for name, level in TRACE_LOGS)
         servers = [odoo.prefork_server(extra=extra) for _n in range(SERVERS)]
         dep = Deployment(odoo, db, servers, sandbox, gateway, setup, log)
         dep.set_crons()

@@ -13,10 +13,14 @@ from odoo.tools import SQL
 from ..tools import reminders
 from ..tools.whatsapp_exceptions import WhatsappError
 from .access import ensure_manager
+from .bulk_sql import CONCURRENCY_ERRORS
 
 _logger = logging.getLogger(__name__)
 
 SEND_CRON = "sicantik_connector.ir_cron_send_reminders"
+QUEUE_CRON = "sicantik_connector.ir_cron_check_expiring"
+# After losing a race with another job, the 09:00 job runs again this soon.
+QUEUE_RETRY_SECONDS = 30
 MAX_ATTEMPTS = 5
 RETRY_FIRST = timedelta(minutes=5)
 RETRY_MAX = timedelta(hours=6)
@@ -158,10 +162,31 @@ class SicantikNotification(models.Model):
     def _cron_queue_reminders(self):
         """09:00: queue the due reminder of every expiring permit; the sender
         job sends them at the provider's pace."""
+        again = False
         for config in self.env["sicantik.config"].search([]):
             # In the connector's language, whoever runs the job.
             config = config._with_job_lang()
-            self.with_env(config.env)._queue_and_log(config)
+            try:
+                with self.env.cr.savepoint():
+                    self.with_env(config.env)._queue_and_log(config)
+            except CONCURRENCY_ERRORS as err:
+                # The sender (or staff) changed a reminder this transaction
+                # also writes. Its snapshot cannot see that change, so a new
+                # transaction tries again soon: queueing is idempotent. Left
+                # to the schedule, the day's reminders would wait a day.
+                self.env.invalidate_all()
+                _logger.info(
+                    "SICANTIK %s (id %s): queueing reminders lost a race with "
+                    "another job (%s); it runs again",
+                    config.name,
+                    config.id,
+                    type(err).__name__,
+                )
+                again = True
+        if again:
+            self.env.ref(QUEUE_CRON)._trigger(
+                at=fields.Datetime.now() + timedelta(seconds=QUEUE_RETRY_SECONDS)
+            )
         if self.search_count([("state", "=", "queued")], limit=1):
             self.env.ref(SEND_CRON)._trigger()
 

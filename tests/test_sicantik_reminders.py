@@ -109,6 +109,50 @@ class TestReminderQueue(ReminderCase):
         self.assertEqual(again.unchanged_count, 6)
         self.assertEqual(len(self.notifications(queued.permit_id)), 6)
 
+    def test_a_connector_that_loses_a_race_is_queued_again_soon(self):
+        """The sender changing a reminder while the 09:00 job writes it makes
+        PostgreSQL refuse that connector's step: its work is undone, the
+        other connectors are queued, and the job runs again in seconds (not
+        at tomorrow's 09:00)."""
+        other = self.config.copy({"name": "Other office"})
+        mine, theirs = self.make_permit(7), self.make_permit(7)
+        theirs.config_id = other
+        Notification = type(self.env["sicantik.notification"])
+        queue = Notification._queue_reminders
+
+        def losing(this, config, today):
+            counts = queue(this, config, today)  # written, then refused
+            if config == self.config:
+                raise psycopg2.errors.SerializationFailure("concurrent update")
+            return counts
+
+        cron = self.env.ref(CHECK_CRON)
+        before = fields.Datetime.now()
+        with (
+            patch.object(Notification, "_queue_reminders", losing),
+            mute_logger("odoo.addons.sicantik_connector.models.sicantik_notification"),
+        ):
+            cron.method_direct_trigger()
+        self.assertFalse(self.notifications(mine))
+        self.assertEqual(self.notifications(theirs).mapped("state"), ["queued"])
+        self.assertFalse(
+            self.env["sicantik.sync.log"].search(
+                [
+                    ("config_id", "=", self.config.id),
+                    ("operation", "=", "notifications"),
+                ]
+            )
+        )
+        retry = self.env["ir.cron.trigger"].search(
+            [("cron_id", "=", cron.id), ("call_at", ">", before)]
+        )
+        self.assertTrue(retry)
+        self.assertLessEqual(
+            min(retry.mapped("call_at")), before + timedelta(minutes=1)
+        )
+        self.check_expiring()  # the retry: nothing refused this time
+        self.assertEqual(self.notifications(mine).mapped("state"), ["queued"])
+
     def test_queued_stage_follows_the_ladder_rule_for_every_day(self):
         """The 09:00 SQL chooses the stage; it must agree with the ladder's
         rule: the most urgent stage reached, none before the ladder or after

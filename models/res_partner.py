@@ -10,14 +10,14 @@ from odoo.tools import SQL
 from ..tools.phone import normalize_phone
 from .access import ensure_manager
 
-# The comparisons a search on the permit count accepts.
+# The comparisons a search on the permit count accepts: Python's, and SQL's.
 COUNT_OPERATORS = {
-    "=": eq,
-    "!=": ne,
-    ">": gt,
-    ">=": ge,
-    "<": lt,
-    "<=": le,
+    "=": (eq, SQL("=")),
+    "!=": (ne, SQL("<>")),
+    ">": (gt, SQL(">")),
+    ">=": (ge, SQL(">=")),
+    "<": (lt, SQL("<")),
+    "<=": (le, SQL("<=")),
 }
 # tools.phone statuses -> whatsapp_number_state
 NUMBER_STATES = {
@@ -130,7 +130,7 @@ class ResPartner(models.Model):
             partner.sicantik_permit_count = counts.get(partner, 0)
 
     def _search_sicantik_permit_count(self, operator, value):
-        compare = COUNT_OPERATORS.get(operator)
+        compare, sql_operator = COUNT_OPERATORS.get(operator, (None, None))
         if compare is None or isinstance(value, bool) or not isinstance(value, int):
             raise UserError(
                 _("Permits can only be compared with a whole number, e.g. > 0.")
@@ -139,7 +139,7 @@ class ResPartner(models.Model):
         # The holders whose count decides: those it matches, or those it does
         # not when a contact without permits (a count of 0) matches.
         zero_matches = compare(0, value)
-        having = SQL("count(*) %s %s", SQL(operator), value)
+        having = SQL("count(*) %s %s", sql_operator, value)
         if zero_matches:
             having = SQL("NOT (%s)", having)
         holders = SQL(

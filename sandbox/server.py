@@ -36,10 +36,11 @@ class _HTTPServer(LoopbackHTTPServer):
         super().__init__(address, handler_class, owner)
 
     def server_bind(self):
-        super().server_bind()
+        bound = super().server_bind()
         # Set on the listening socket, the option is inherited by accepted
         # ones, so even bytes that came before the accept carry a stamp.
         wire.enable(self.socket)
+        return bound
 
     def reset_on_close(self, request):
         """Make the coming close send a TCP RST instead of a FIN."""
@@ -61,13 +62,14 @@ class _Handler(LoopbackHandler):
     server_version = "Apache"
 
     def setup(self):
-        super().setup()
+        done = super().setup()
         # Requests are read through a reader that keeps the kernel's receive
         # stamps, so the statistics count when the bytes arrived.
         self._wire = None
         if wire.enable(self.connection):
             self._wire = wire.StampedReader(self.connection)
             self.rfile = io.BufferedReader(self._wire)
+        return done
 
     def handle_one_request(self):
         if self._wire is not None:

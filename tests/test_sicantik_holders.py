@@ -113,7 +113,7 @@ class TestSicantikHolders(SicantikCommon):
         ]:
             found = Partner.search([("sicantik_permit_count", operator, value)]) & mine
             expected = mine.filtered(
-                lambda p, o=operator, v=value: COUNT_OPERATORS[o](
+                lambda p, o=operator, v=value: COUNT_OPERATORS[o][0](
                     p.sicantik_permit_count, v
                 )
             )

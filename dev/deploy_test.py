@@ -25,11 +25,12 @@ run is left running or ended on an unexpected error (a kill leaves a run
 "interrupted", which is expected), the jobs are still scheduled, and the
 gateway never got one reminder twice. It ends with one line of figures::
 
-    deploy servers=2 connectors=2 peak_1s=10 limit=10 violations=0 ratio=0.95
+    deploy servers=2 connectors=2 peak_1s=10 limit=10 violations=0 ratio=0.96
     kills=12 lost=0 duplicates=0 double_sends=0 job_errors=0
 
 (on one line), exit status 1 when a figure misses its target.
-Options: ``--seed``, ``--kills``, ``--permits``, ``--load-seconds``, ``--keep``.
+Options: ``--seed``, ``--kills``, ``--permits``, ``--load-seconds``, ``--keep``,
+``--trace``.
 """
 
 import argparse

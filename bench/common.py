@@ -151,9 +151,9 @@ class ArrivalLog:
         counted = stats.arrive
 
         def arrive(endpoint, at=None):
-            at = counted(endpoint, at)
-            self.arrivals.append((at, endpoint, stats._clock()))
-            return at
+            arrival = counted(endpoint, at)
+            self.arrivals.append((arrival.at, endpoint, arrival.handled))
+            return arrival
 
         stats.arrive = arrive
         self.clock = stats._clock

@@ -5,6 +5,7 @@ import math
 import threading
 import time
 from collections import deque
+from typing import NamedTuple
 
 
 class RateWindow:
@@ -106,6 +107,13 @@ class SecondBuckets:
         self.peak = 0
 
 
+class Arrival(NamedTuple):
+    """When a request arrived (the kernel's stamp) and was counted."""
+
+    at: float
+    handled: float
+
+
 class Stats:
     """Thread-safe API request statistics (control endpoints never count).
 
@@ -146,7 +154,7 @@ class Stats:
 
     def arrive(self, endpoint, at=None):
         """Count an API request that arrived at ``at`` (the kernel's stamp,
-        on this clock; default: now); returns its arrival time."""
+        on this clock; default: now); returns its :class:`Arrival`."""
         with self._lock:
             # The clock read under the lock: the handled stamps come in order.
             now = self._clock()
@@ -160,7 +168,7 @@ class Stats:
             self._peak_concurrency = max(self._peak_concurrency, self._in_flight)
             self._first = at if self._first is None else min(self._first, at)
             self._last = at if self._last is None else max(self._last, at)
-            return at
+            return Arrival(at, now)
 
     def leave(self):
         with self._lock:

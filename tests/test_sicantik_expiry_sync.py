@@ -188,11 +188,11 @@ class TestSicantikExpirySync(SicantikSandboxCase):
         during_write = []
 
         def counting_arrive(endpoint, at=None):
-            now = arrive(endpoint, at)
+            arrival = arrive(endpoint, at)
             with arrived:
                 count[0] += 1
                 arrived.notify_all()
-            return now
+            return arrival
 
         def slow_first_write(this, config, chunk, log, today):
             if not during_write:

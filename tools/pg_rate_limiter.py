@@ -377,7 +377,7 @@ class PgRateLimiter:
                 db_now,
                 (local - asked) * 1000,
             )
-        self._db_offset = self._offset_bound(db_now - local, db_now - asked, local)
+        self._learn_offset(db_now, asked, local)
         if local - asked > OFFSET_PROBE_ABOVE_S:
             self._probe_offset()
         self._pace_seen = (base, changed_at, version)
@@ -403,19 +403,19 @@ class PgRateLimiter:
                 (db_now,) = cur.fetchone()
         except _UNREACHABLE:
             return  # the claim's own bound stands: late sends, never early
-        local = self._clock()
-        self._db_offset = self._offset_bound(db_now - local, db_now - asked, local)
+        self._learn_offset(db_now, asked, self._clock())
 
-    def _offset_bound(self, low, high, local):
-        """The best lower bound of the clock offset, given this claim's
-        bounds ``[low, high]``: the last bound aged by ``CLOCK_DRIFT`` if
-        it is still higher than ``low`` and possible (at most ``high``)."""
+    def _learn_offset(self, db_now, asked, local):
+        """Keep the best lower bound of the clock offset, given a statement
+        sent at ``asked`` and answered by ``local`` that read ``db_now``: it
+        bounds the offset to ``[db_now - local, db_now - asked]``; the last
+        bound, aged by ``CLOCK_DRIFT``, stays if it is higher and possible."""
+        low, high = db_now - local, db_now - asked
         if self._offset_at is not None:
             aged = self._db_offset - CLOCK_DRIFT * (local - self._offset_at)
             if low < aged <= high:
                 low = aged
-        self._offset_at = local
-        return low
+        self._db_offset, self._offset_at = low, local
 
     def _current_factor(self):
         if self._rule is None:

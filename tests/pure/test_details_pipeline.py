@@ -50,11 +50,11 @@ class Arrivals:
         self.stats.arrive = self._arrive
 
     def _arrive(self, endpoint, at=None):
-        now = self.original(endpoint, at)
+        arrival = self.original(endpoint, at)
         with self.lock:
             self.count += 1
             self.lock.notify_all()
-        return now
+        return arrival
 
     def reached(self, n):
         with self.lock:

@@ -351,7 +351,25 @@ class LateReader:
         return Cursor(self._conn.cursor())
 
 
-def test_a_claim_read_late_does_not_make_its_slots_late(dbname, key):
+@pytest.fixture
+def db_clock(dbname):
+    """Reads the database's clock (epoch seconds) on a connection of its own."""
+    conn = psycopg2.connect(dbname=dbname)
+    conn.autocommit = True
+
+    def read():
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT EXTRACT(EPOCH FROM clock_timestamp() AT TIME ZONE 'UTC')"
+                "::float8"
+            )
+            return cur.fetchone()[0]
+
+    yield read
+    conn.close()
+
+
+def test_a_claim_read_late_does_not_make_its_slots_late(dbname, key, db_clock):
     """A claim's answer read 200 ms after the database sent it must not move
     its slots 200 ms late on the database's clock (they would close up on the
     next process's slots, unseen by the late-slot checks): the clock offset
@@ -363,30 +381,18 @@ def test_a_claim_read_late_does_not_make_its_slots_late(dbname, key):
         return conns[-1]
 
     limiter = PgRateLimiter.for_server_limit(key, LIMIT, connect, adaptive=False)
-    probe = psycopg2.connect(dbname=dbname)
-    probe.autocommit = True
-
-    def late_on_db_clock():
-        with probe.cursor() as cur:
-            cur.execute(
-                "SELECT EXTRACT(EPOCH FROM clock_timestamp() AT TIME ZONE 'UTC')"
-                "::float8"
-            )
-            return cur.fetchone()[0] - limiter.last_slot
-
     limiter.acquire()
-    assert 0 <= late_on_db_clock() < 0.1
+    assert 0 <= db_clock() - limiter.last_slot < 0.1
     conns[-1].delay = 0.2
     limiter.acquire()
     # Never early on the database's clock, and not late by the delay: the
     # slot the late answer brought is seen as stale (dropped), a new one used.
-    assert 0 <= late_on_db_clock() < 0.1
+    assert 0 <= db_clock() - limiter.last_slot < 0.1
     assert limiter.dropped >= 1
     limiter.close()
-    probe.close()
 
 
-def test_a_first_claim_read_late_is_corrected_by_a_clock_read(dbname, key):
+def test_a_first_claim_read_late_is_corrected_by_a_clock_read(dbname, key, db_clock):
     """A process's first claim has no earlier round trip to compare with: one
     read late (a worker just started on a busy machine) is followed by a read
     of the database clock alone, and its slots are converted with that."""
@@ -397,14 +403,6 @@ def test_a_first_claim_read_late_is_corrected_by_a_clock_read(dbname, key):
         return conn
 
     limiter = PgRateLimiter.for_server_limit(key, LIMIT, connect, adaptive=False)
-    probe = psycopg2.connect(dbname=dbname)
-    probe.autocommit = True
     limiter.acquire()
-    with probe.cursor() as cur:
-        cur.execute(
-            "SELECT EXTRACT(EPOCH FROM clock_timestamp() AT TIME ZONE 'UTC')::float8"
-        )
-        late = cur.fetchone()[0] - limiter.last_slot
-    assert 0 <= late < 0.1
+    assert 0 <= db_clock() - limiter.last_slot < 0.1
     limiter.close()
-    probe.close()

@@ -99,7 +99,7 @@ def test_stats_count_the_arrival_stamp_not_the_handling_time():
     """A request stamped on arrival but handled late counts at its arrival."""
     clock = iter([10.0, 10.5, 11.2, 11.3])
     stats = Stats(clock=lambda: next(clock))
-    stats.arrive("cekperizinan", at=9.95)
+    assert stats.arrive("cekperizinan", at=9.95) == (9.95, 10.0)  # both stamps
     stats.arrive("cekperizinan", at=10.45)
     stats.arrive("cekperizinan", at=10.96)  # within 1 s of the first arrival
     snapshot = stats.snapshot()

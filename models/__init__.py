@@ -13,6 +13,7 @@ from . import sicantik_permit_departures
 from . import sicantik_expiry_answers
 from . import sicantik_expiry_sync
 from . import res_partner
+from . import sicantik_reminder_queue
 from . import sicantik_notification
 from . import sicantik_whatsapp_event
 from . import sicantik_sync_log_text
